@@ -1,0 +1,5 @@
+"""Errors raised by perception (model files, detection, embedding)."""
+
+
+class ModelsError(Exception):
+    """Root of every error perception (model files, detection, embedding) raises; the command line reports it and exits non-zero."""

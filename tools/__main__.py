@@ -1,0 +1,5 @@
+import sys
+
+from latticelock.tools.cli import main
+
+sys.exit(main())
