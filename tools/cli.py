@@ -22,7 +22,12 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     ),
     "eval": (
         "measure the pipeline and the protection schemes on real faces",
-        ["latticelock.tools.eval_embed", "latticelock.tools.eval_lfw", "latticelock.tools.eval_schemes"],
+        [
+            "latticelock.tools.eval_embed",
+            "latticelock.tools.eval_lfw",
+            "latticelock.tools.eval_schemes",
+            "latticelock.tools.eval_policy",
+        ],
     ),
     "forensics": (
         "stolen-device forensics: steal, inspect, attack, report",
@@ -30,7 +35,12 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     ),
     "bench": (
         "benchmarks that print medians and ratios",
-        ["latticelock.tools.bench_pipeline", "latticelock.tools.bench_fe", "latticelock.tools.bench_decode"],
+        [
+            "latticelock.tools.bench_pipeline",
+            "latticelock.tools.bench_fe",
+            "latticelock.tools.bench_decode",
+            "latticelock.tools.bench_device",
+        ],
     ),
 }
 

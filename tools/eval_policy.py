@@ -1,0 +1,5 @@
+"""Placeholder until its owner writes it."""
+
+
+def register(commands) -> None:
+    pass
