@@ -1,5 +1,279 @@
-"""Placeholder until its owner writes it."""
+"""`latticelock eval embed`: embed every face image of an identity-folder dataset into one .npz file.
+
+Output arrays: `embeddings` float32 [N, 512], `labels` (identity = folder name), `files` (paths relative
+to the dataset folder), `failures` (relative paths with no face or an unreadable image) and
+`failure_reasons` beside them. The run is resumable: every `--checkpoint-every` images the results so
+far go atomically to `OUT.partial.npz`; a rerun with the same options continues from there, and the
+final file is written atomically, after which the side file is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from latticelock.tools.errors import ToolsError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+
+
+def list_images(root: Path) -> list[str]:
+    """Image paths relative to `root`, one level of identity folders, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ToolsError(f"dataset folder {root} does not exist")
+    files = [
+        f"{folder.name}/{image.name}"
+        for folder in sorted(root.iterdir())
+        if folder.is_dir()
+        for image in sorted(folder.iterdir())
+        if image.is_file() and image.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not files:
+        raise ToolsError(f"no images found in identity folders under {root}")
+    return files
+
+
+@dataclass
+class EmbeddingSet:
+    """What `eval embed` writes; `config` records the options so a resume cannot mix two runs."""
+
+    config: dict
+    files: list[str] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    failure_reasons: list[str] = field(default_factory=list)
+
+    def done(self) -> set[str]:
+        return set(self.files) | set(self.failures)
+
+    def save(self, path: Path) -> None:
+        arrays = {
+            "embeddings": np.asarray(self.embeddings, dtype=np.float32).reshape(-1, 512),
+            "labels": np.asarray([f.split("/")[0] for f in self.files], dtype=str),
+            "files": np.asarray(self.files, dtype=str),
+            "failures": np.asarray(self.failures, dtype=str),
+            "failure_reasons": np.asarray(self.failure_reasons, dtype=str),
+            "config": np.asarray(json.dumps(self.config, sort_keys=True)),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".tmp", delete=False)
+        try:
+            with handle:
+                np.savez(handle, **arrays)
+            os.replace(handle.name, path)
+        except BaseException:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> "EmbeddingSet":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls(
+                    config=json.loads(str(data["config"])),
+                    files=[str(f) for f in data["files"]],
+                    embeddings=list(data["embeddings"]),
+                    failures=[str(f) for f in data["failures"]],
+                    failure_reasons=[str(r) for r in data["failure_reasons"]],
+                )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ToolsError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from exc
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial.npz")
+
+
+def build_pipeline(alignment: str, flip_average: bool, backend: str, threads: int | None, min_face_size: int):
+    """A FacePipeline from plain options (picklable, so worker processes can build their own)."""
+    from latticelock.models.mtcnn import Detector
+    from latticelock.models.pipeline import FacePipeline
+
+    detector = Detector(backend=backend, threads=threads, min_face_size=min_face_size)
+    return FacePipeline(detector=detector, alignment=alignment, flip_average=flip_average, backend=backend, threads=threads)
+
+
+Outcome = tuple[str, "np.ndarray | None", str]  # (file, embedding or None, failure reason)
+
+_worker_pipeline = None
+
+
+def embed_files(root: Path, names: list[str], pipeline) -> list[Outcome]:
+    """Embed a chunk of files with one FaceNet batch; unreadable files and faceless images become failures."""
+    from latticelock.models.errors import ImageError
+    from latticelock.models.pipeline import load_image
+
+    outcomes: list[Outcome] = []
+    crops, cropped = [], []
+    for name in names:
+        try:
+            image = load_image(root / name)
+            face = pipeline.choose(pipeline.faces(image), image.shape)
+        except ImageError as exc:
+            outcomes.append((name, None, str(exc)))
+            continue
+        if face is None:
+            outcomes.append((name, None, "no face detected"))
+        else:
+            cropped.append(len(outcomes))
+            outcomes.append((name, None, ""))
+            crops.append(pipeline.crop(image, face))
+    if crops:
+        for index, embedding in zip(cropped, pipeline.embed_crops(np.stack(crops))):
+            outcomes[index] = (outcomes[index][0], embedding, "")
+    return outcomes
+
+
+def _worker_init(factory: Callable[[], object]) -> None:
+    global _worker_pipeline
+    _worker_pipeline = factory()
+
+
+def _worker_embed(job: tuple[Path, list[str]]) -> list[Outcome]:
+    return embed_files(job[0], job[1], _worker_pipeline)
+
+
+def embed_dataset(
+    root: Path,
+    files: list[str],
+    factory: Callable[[], object],
+    out: Path,
+    config: dict,
+    checkpoint_every: int = 200,
+    chunk: int = 16,
+    workers: int = 1,
+    progress: bool = True,
+) -> EmbeddingSet:
+    """Embed `files` (relative to `root`) with pipelines from `factory`, resuming from and checkpointing to OUT.partial.npz.
+
+    With `workers` > 1 each worker process builds its own pipeline (best with one inference thread
+    each: ONNX Runtime's spinning thread pool wastes CPU on a busy machine) and chunks come back in order.
+    """
+    from tqdm import tqdm
+
+    side = partial_path(out)
+    result = EmbeddingSet(config=config)
+    if side.exists():
+        result = EmbeddingSet.load(side)
+        if result.config != config:
+            raise ToolsError(
+                f"{side} was made with other options ({result.config}); rerun with those or delete it to start over"
+            )
+    done = result.done()
+    todo = [f for f in files if f not in done]
+    jobs = [(root, todo[i : i + chunk]) for i in range(0, len(todo), chunk)]
+    bar = tqdm(total=len(files), initial=len(files) - len(todo), unit="img", disable=not progress, mininterval=2.0,
+               desc=f"embed {root.name}")
+    pool = None
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(factory,))
+        results = pool.imap(_worker_embed, jobs)
+    else:
+        pipeline = factory()
+        results = (embed_files(r, names, pipeline) for r, names in jobs)
+    try:
+        since_checkpoint = 0
+        for outcomes in results:
+            for name, embedding, reason in outcomes:
+                if embedding is None:
+                    result.failures.append(name)
+                    result.failure_reasons.append(reason)
+                else:
+                    result.files.append(name)
+                    result.embeddings.append(embedding)
+            bar.update(len(outcomes))
+            since_checkpoint += len(outcomes)
+            if since_checkpoint >= checkpoint_every:
+                result.save(side)
+                since_checkpoint = 0
+    finally:
+        if pool is not None:
+            pool.terminate()
+        bar.close()
+    result.save(out)
+    side.unlink(missing_ok=True)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    root = args.dataset.resolve()
+    files = list_images(root)
+    if args.pairs is not None:
+        from latticelock.tools.eval_lfw import read_pairs
+
+        pairs = [p for p in read_pairs(args.pairs) if args.folds is None or p.fold < args.folds]
+        wanted = {p.first for p in pairs} | {p.second for p in pairs}
+        files = [f for f in files if f in wanted]
+    if args.limit is not None:
+        files = files[: args.limit]
+    config = {
+        "dataset": str(root),
+        "alignment": args.alignment,
+        "flip_average": not args.no_flip,
+        "backend": args.backend,
+        "pairs": str(args.pairs.resolve()) if args.pairs else None,
+        "folds": args.folds,
+        "limit": args.limit,
+        "min_face_size": args.min_face_size,
+    }
+    if args.workers < 1:
+        raise ToolsError("--workers must be at least 1")
+    factory = functools.partial(build_pipeline, args.alignment, not args.no_flip, args.backend, args.threads,
+                                args.min_face_size)
+    start = time.perf_counter()
+    result = embed_dataset(root, files, factory, args.out, config, args.checkpoint_every, workers=args.workers,
+                           progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    summary = {
+        "images": len(files),
+        "embedded": len(result.files),
+        "failures": len(result.failures),
+        "identities": len({f.split("/")[0] for f in result.files}),
+        "seconds_this_run": round(seconds, 1),
+        "out": str(args.out),
+        **config,
+    }
+    width = max(len(k) for k in summary)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in summary.items()))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
 
 
 def register(commands) -> None:
-    pass
+    parser = commands.add_parser(
+        "embed",
+        help="embed every face of an identity-folder dataset into an .npz (resumable)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="folder of <identity>/<image> files")
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE.npz", help="where to write the embeddings")
+    parser.add_argument("--alignment", choices=("landmarks", "margin"), default="landmarks",
+                        help="5-point similarity warp or facenet's margin crop (default: landmarks)")
+    parser.add_argument("--no-flip", action="store_true", help="do not average with the mirror image's embedding")
+    parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt"))
+    parser.add_argument("--threads", type=int, help="inference threads per worker (default: all cores)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (default 1); on a shared machine prefer --workers 2 --threads 1")
+    parser.add_argument("--min-face-size", type=int, default=20, metavar="PX",
+                        help="smallest face MTCNN looks for, in pixels (default 20; larger is faster)")
+    parser.add_argument("--limit", type=int, help="embed only the first N images (sorted order)")
+    parser.add_argument("--pairs", type=Path, help="embed only the images an LFW pairs file names")
+    parser.add_argument("--folds", type=int, help="with --pairs: only the first K folds")
+    parser.add_argument("--checkpoint-every", type=int, default=200, metavar="N", help="save progress every N images")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the run summary as JSON")
+    parser.set_defaults(func=run)

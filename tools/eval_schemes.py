@@ -1,5 +1,411 @@
-"""Placeholder until its owner writes it."""
+"""`latticelock eval schemes` and `latticelock eval projection`: the protection schemes on real faces.
+
+`projection` fits the PCA shipped with the L2FE-Hash sets on LFW identities that lfw_pairs.txt never
+names, and calibrates every threshold on those public identities (never on the evaluated pairs).
+`schemes` enrols the first image of each LFW View 2 pair and verifies the second, for real, with every
+scheme: TPR over the same-person pairs, FPR over the different-person pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FPR_TARGET = 0.01
+FPR_LOW = 1e-3
+PROJECTION_DIMS = 64
+IMPOSTOR_SAMPLE = 200_000
+
+
+# ---------------------------------------------------------------- data
+
+@dataclass(frozen=True)
+class Embeddings:
+    embeddings: np.ndarray  # float32[N,512]
+    labels: np.ndarray  # str[N]
+    files: np.ndarray  # str[N]
+    path: Path
+    sha256: str
+
+    def index(self) -> dict[str, int]:
+        """'Name/Name_0001.jpg' -> row."""
+        return {"/".join(Path(str(f)).parts[-2:]): i for i, f in enumerate(self.files)}
+
+
+def load_embeddings(path: Path) -> Embeddings:
+    from latticelock.tools.errors import ToolsError
+
+    try:
+        raw = path.read_bytes()
+        with np.load(path, allow_pickle=False) as data:
+            emb, labels, files = data["embeddings"], data["labels"], data["files"]
+    except FileNotFoundError:
+        raise ToolsError(f"embeddings file {path} not found (write it with `latticelock eval embed`)") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise ToolsError(f"embeddings file {path} is unreadable: {exc}") from None
+    if emb.ndim != 2 or emb.shape[1] != 512 or len(labels) != len(emb) or len(files) != len(emb):
+        raise ToolsError(f"embeddings file {path}: embeddings {emb.shape}, {len(labels)} labels, {len(files)} files")
+    return Embeddings(emb.astype(np.float32), labels.astype(str), files.astype(str), path, hashlib.sha256(raw).hexdigest())
+
+
+@dataclass(frozen=True)
+class Pairs:
+    first: np.ndarray  # int rows into the embeddings
+    second: np.ndarray
+    same: np.ndarray  # bool
+    names: frozenset[str]  # every identity the pairs file mentions
+    missing: int  # pairs dropped because an image has no embedding
+
+
+def read_pairs(path: Path, data: Embeddings) -> Pairs:
+    """LFW View 2 pairs (`name i j` same person, `name1 i name2 j` different) mapped to embedding rows."""
+    from latticelock.tools.errors import ToolsError
+
+    try:
+        lines = path.read_text().split("\n")
+    except OSError as exc:
+        raise ToolsError(f"cannot read pairs file {path}: {exc}") from None
+    index = data.index()
+    first, second, same, names, missing = [], [], [], set(), 0
+    for number, line in enumerate(lines[1:], start=2):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            if len(parts) == 3:
+                a, b = (parts[0], int(parts[1])), (parts[0], int(parts[2]))
+            elif len(parts) == 4:
+                a, b = (parts[0], int(parts[1])), (parts[2], int(parts[3]))
+            else:
+                raise ValueError
+        except ValueError:
+            raise ToolsError(f"{path}:{number}: expected `name i j` or `name1 i name2 j`, got {line!r}") from None
+        names.update((a[0], b[0]))
+        keys = [f"{n}/{n}_{i:04d}.jpg" for n, i in (a, b)]
+        if keys[0] not in index or keys[1] not in index:
+            missing += 1
+            continue
+        first.append(index[keys[0]])
+        second.append(index[keys[1]])
+        same.append(len(parts) == 3)
+    if not first:
+        raise ToolsError(f"no pair of {path} has both embeddings in {data.path}")
+    return Pairs(np.array(first), np.array(second), np.array(same), frozenset(names), missing)
+
+
+def limit_pairs(pairs: Pairs, limit: int | None) -> Pairs:
+    """An evenly spread subset of `limit` pairs, as many same-person as different-person ones."""
+    if not limit or limit >= len(pairs.first):
+        return pairs
+    keep = []
+    for flag in (True, False):
+        rows = np.flatnonzero(pairs.same == flag)
+        keep.append(rows[np.linspace(0, len(rows) - 1, max(1, limit // 2)).astype(int)])
+    keep = np.sort(np.concatenate(keep))
+    return Pairs(pairs.first[keep], pairs.second[keep], pairs.same[keep], pairs.names, pairs.missing)
+
+
+# ---------------------------------------------------------------- calibration on public identities
+
+def public_rows(data: Embeddings, pairs_names: frozenset[str]) -> np.ndarray:
+    return np.flatnonzero(~np.isin(data.labels, sorted(pairs_names)))
+
+
+def public_pairs(labels: np.ndarray, rng: np.random.Generator, impostors: int = IMPOSTOR_SAMPLE) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine [g,2], impostor [k,2]) index pairs among public images: every same-identity pair, and a
+    random sample of different-identity pairs."""
+    genuine = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        genuine += [(a, b) for i, a in enumerate(rows) for b in rows[i + 1 :]]
+    a = rng.integers(0, len(labels), impostors)
+    b = rng.integers(0, len(labels), impostors)
+    keep = labels[a] != labels[b]
+    return np.array(genuine, dtype=int).reshape(-1, 2), np.stack([a[keep], b[keep]], axis=1)
+
+
+def threshold_at_fpr(impostor_distances: np.ndarray, fpr: float) -> float:
+    """Largest distance threshold whose false-accept rate on these impostor distances is at most fpr."""
+    d = np.sort(np.asarray(impostor_distances))
+    allowed = int(np.floor(fpr * len(d)))
+    return float(d[allowed] - 1e-9) if allowed < len(d) else float(d[-1])
+
+
+def facial_fe_accepts(scale: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from latticelock.kernels.e8 import decode_blocks
+
+    w = decode_blocks(scale * x)
+    return np.all(decode_blocks(scale * y + (scale * x - w)) == w, axis=1)
+
+
+def calibrate(data: Embeddings, public: np.ndarray, projection, fnr_target: float, seed: int = 0) -> dict:
+    """Every threshold, from public identities only."""
+    from latticelock.kernels.mrp import K
+
+    rng = np.random.default_rng(seed)
+    x = data.embeddings[public].astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    genuine, impostor = public_pairs(data.labels[public], rng)
+    out: dict = {"public_images": int(len(public)), "public_identities": int(len(np.unique(data.labels[public]))),
+                 "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor))}
+    full = np.linalg.norm(x[impostor[:, 0]] - x[impostor[:, 1]], axis=1)
+    out["unprotected"] = {str(f): threshold_at_fpr(full, f) for f in (FPR_TARGET, FPR_LOW)}
+    sample = impostor[:20_000]
+    mrp = np.empty(len(sample))
+    for i, (a, b) in enumerate(sample):
+        R = rng.standard_normal((K, 512))
+        mrp[i] = np.linalg.norm(R @ (x[a] - x[b])) / np.sqrt(K)
+    out["mrp"] = {str(FPR_TARGET): threshold_at_fpr(mrp, FPR_TARGET)}
+    projected = {}
+    for m in (32, 48, 64):
+        p = projection.project(x, m)
+        d = np.linalg.norm(p[impostor[:, 0]] - p[impostor[:, 1]], axis=1)
+        projected[str(m)] = {str(f): threshold_at_fpr(d, f) for f in (FPR_TARGET, FPR_LOW)}
+    out["projected"] = projected
+    scales = np.round(np.arange(0.5, 12.01, 0.1), 2)
+    fnr = [1.0 - float(facial_fe_accepts(s, x[genuine[:, 0]], x[genuine[:, 1]]).mean()) for s in scales]
+    ok = [s for s, f in zip(scales, fnr) if f <= fnr_target]
+    out["facial_fe"] = {"fnr_target": fnr_target, "scale": float(max(ok)) if ok else float(scales[0]),
+                        "fnr_by_scale": {str(s): f for s, f in zip(scales, fnr)}}
+    return out
+
+
+# ---------------------------------------------------------------- evaluation
+
+def _roc_tpr_at(genuine: np.ndarray, impostor: np.ndarray, fpr: float) -> float:
+    """TPR of the distance score at the largest threshold whose FPR on these impostors is <= fpr."""
+    t = threshold_at_fpr(impostor, fpr)
+    return float(np.mean(genuine <= t))
+
+
+def _row(name: str, parameter_set: str, accepted: np.ndarray, same: np.ndarray, **extra) -> dict:
+    return {"name": name, "parameter_set": parameter_set,
+            "tpr": float(accepted[same].mean()), "fpr": float(accepted[~same].mean()),
+            "genuine_pairs": int(same.sum()), "impostor_pairs": int((~same).sum()), **extra}
+
+
+def evaluate(data: Embeddings, pairs: Pairs, sets: list[str], decoders: list[str], fast_kdf: bool,
+             seed_pool: int, backend: str, security_sample: int, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from latticelock.kernels import security
+    from latticelock.kernels.kdf import EVALUATION_COST, KdfCost
+    from latticelock.kernels.l2fe import COIN_BYTES, SEED_BYTES, L2FEScheme, derive, preprocess
+    from latticelock.kernels.params import get_parameter_set
+    from latticelock.kernels.scheme import get_scheme
+
+    x1 = data.embeddings[pairs.first].astype(np.float64)
+    x2 = data.embeddings[pairs.second].astype(np.float64)
+    x1 /= np.linalg.norm(x1, axis=1, keepdims=True)
+    x2 /= np.linalg.norm(x2, axis=1, keepdims=True)
+    same = pairs.same
+    rows: list[dict] = []
+    k = len(same)
+
+    distance = np.linalg.norm(x1 - x2, axis=1)
+    roc = lambda d, f: _roc_tpr_at(d[same], d[~same], f)  # noqa: E731
+
+    def run(name: str, scheme, note: str = "") -> np.ndarray:
+        accepted = np.zeros(k, dtype=bool)
+        t0 = time.perf_counter()
+        for i in tqdm(range(k), desc=name, disable=not progress, leave=False):
+            accepted[i] = scheme.verify(scheme.enroll(x1[i]), x2[i]) is not None
+        rows.append(_row(name, scheme.parameter_set, accepted, same, seconds_per_pair=(time.perf_counter() - t0) / k, note=note))
+        return accepted
+
+    run("unprotected", get_scheme("unprotected"))
+    rows[-1]["tpr_at_fpr_1e-3"] = roc(distance, FPR_LOW)
+    rows[-1]["roc_tpr_at_fpr_1e-2"] = roc(distance, FPR_TARGET)
+    mrp_scheme = get_scheme("mrp")
+    run("mrp", mrp_scheme)
+    fe_scheme = get_scheme("facial-fe")
+    run("facial-fe", fe_scheme, note=f"scale {fe_scheme.scale}")
+
+    kdf = EVALUATION_COST if fast_kdf else None
+    kdf_note = f"KDF lowered to {EVALUATION_COST.describe()} for speed" if fast_kdf else ""
+    # Each parameter set's enrolments share one cache of reduced bases, deleted afterwards (it is public
+    # data, but thousands of evaluation bases should not pile up in the user's cache).
+    security_rows = []
+    with tempfile.TemporaryDirectory(prefix="latticelock-eval-") as cache:
+        previous = os.environ.get("LATTICELOCK_CACHE")
+        os.environ["LATTICELOCK_CACHE"] = cache
+        try:
+            for set_name in sets:
+                params = get_parameter_set(set_name)
+                base = L2FEScheme(set_name, kdf=kdf, backend=backend)
+                projection = base.projection
+                e1 = preprocess(params, projection, x1)
+                e2 = preprocess(params, projection, x2)
+                scaled = np.linalg.norm(e1 - e2, axis=1)
+                low_radius = min(threshold_at_fpr(scaled[~same], FPR_LOW), params.radius)
+                verifiers = {d: L2FEScheme(set_name, kdf=kdf, backend=backend, decoder=d) for d in decoders}
+                if "cvp" in decoders:
+                    verifiers["cvp@1e-3"] = L2FEScheme(set_name, kdf=kdf, backend=backend, decoder="cvp", radius=low_radius)
+                pool = [os.urandom(SEED_BYTES) for _ in range(seed_pool)]
+                accepted = {d: np.zeros(k, dtype=bool) for d in verifiers}
+                seconds = {d: 0.0 for d in verifiers}
+                enrol_seconds = 0.0
+                records = []
+                for i in tqdm(range(k), desc=set_name, disable=not progress, leave=False):
+                    t0 = time.perf_counter()
+                    if pool:
+                        record = base.enroll_derand(x1[i], pool[i % len(pool)] + os.urandom(COIN_BYTES - SEED_BYTES))
+                    else:
+                        record = base.enroll(x1[i])
+                    base.prepare(record)
+                    enrol_seconds += time.perf_counter() - t0
+                    if len(records) < security_sample:
+                        records.append(record)
+                    for d, scheme in verifiers.items():
+                        t0 = time.perf_counter()
+                        accepted[d][i] = scheme.verify(record, x2[i]) is not None
+                        seconds[d] += time.perf_counter() - t0
+                notes = [n for n in (kdf_note, f"public seeds drawn from a pool of {seed_pool}" if pool else "") if n]
+                unprotected_projected = lambda f: _roc_tpr_at(scaled[same], scaled[~same], f)  # noqa: E731
+                for d, acc in accepted.items():
+                    row = _row(f"l2fe-hash/{d}", set_name, acc, same, decoder=d.split("@")[0],
+                               radius=low_radius if d == "cvp@1e-3" else params.radius,
+                               enrol_seconds_per_pair=enrol_seconds / k, verify_seconds_per_pair=seconds[d] / k,
+                               note="; ".join(notes))
+                    fpr = row["fpr"]
+                    row["unprotected_roc_tpr_at_same_fpr"] = roc(distance, fpr)
+                    row["gap_to_unprotected_roc"] = row["unprotected_roc_tpr_at_same_fpr"] - row["tpr"]
+                    row["projected_roc_tpr_at_same_fpr"] = unprotected_projected(fpr)
+                    rows.append(row)
+                # Security: spread of e and the mean-face attack, on the evaluated (victim) faces.
+                victims = np.unique(np.concatenate([pairs.first, pairs.second]))
+                xv = data.embeddings[victims].astype(np.float64)
+                ev = preprocess(params, projection, xv)
+                sigma = float(np.sqrt(np.mean(ev.astype(np.float64) ** 2)))
+                usvp = security.primal_usvp(params.n, params.m, params.q, sigma)
+                counts = security.mean_face_counts(params, ev)
+                hits = security.nearest_is_secret(verifiers.get("cvp") or base, records)
+                t0 = time.perf_counter()
+                derive(np.zeros(params.n, dtype=np.int64), b"\0" * 16, params.kdf)
+                kdf_seconds = time.perf_counter() - t0
+                security_rows.append({
+                    "parameter_set": set_name, "m": params.m, "n": params.n, "q": params.q,
+                    "scale": params.scale, "radius": params.radius, "lambda1_gh": params.lambda1,
+                    "sigma_e": sigma, "e_norm": security.summarise(np.linalg.norm(ev, axis=1)),
+                    "usvp_beta": usvp.beta, "usvp_samples": usvp.samples, "usvp_log2_cost": usvp.log2_cost,
+                    "mean_face_log2_candidates": security.summarise(counts),
+                    "mean_face_first_guess_recovers": float(hits.mean()) if len(hits) else None,
+                    "mean_face_records_tested": int(len(hits)),
+                    "kdf": params.kdf.describe(), "kdf_seconds_per_test": kdf_seconds,
+                    "mean_face_seconds_median": float(np.exp2(np.median(counts)) * kdf_seconds),
+                })
+        finally:
+            if previous is None:
+                os.environ.pop("LATTICELOCK_CACHE", None)
+            else:
+                os.environ["LATTICELOCK_CACHE"] = previous
+    return {"pairs": int(k), "pairs_missing_embeddings": pairs.missing, "fast_kdf": fast_kdf,
+            "seed_pool": seed_pool, "embeddings": str(data.path), "embeddings_sha256": data.sha256,
+            "schemes": rows, "security": security_rows}
+
+
+# ---------------------------------------------------------------- command line
+
+def _fmt(v, spec=".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_schemes(result: dict) -> None:
+    print(f"LFW View 2: {result['pairs']} pairs evaluated ({result['pairs_missing_embeddings']} dropped: no embedding)")
+    header = f"{'scheme':<20} {'parameter set':<24} {'TPR':>7} {'FPR':>7} {'TPR@1e-3':>9} {'unprot@FPR':>10} {'gap':>7}  note"
+    print(header)
+    print("-" * len(header))
+    for r in result["schemes"]:
+        print(f"{r['name']:<20} {r['parameter_set']:<24} {r['tpr']:>7.4f} {r['fpr']:>7.4f} "
+              f"{_fmt(r.get('tpr_at_fpr_1e-3')):>9} {_fmt(r.get('unprotected_roc_tpr_at_same_fpr')):>10} "
+              f"{_fmt(r.get('gap_to_unprotected_roc')):>7}  {r.get('note', '')}")
+    if result["security"]:
+        print()
+        print(f"{'parameter set':<18} {'sigma_e':>8} {'uSVP beta':>9} {'log2 cost':>9} {'log2 cand. p10/med/p90':>24} {'1st guess':>9} {'KDF s':>7}")
+        for s in result["security"]:
+            c = s["mean_face_log2_candidates"]
+            print(f"{s['parameter_set']:<18} {s['sigma_e']:>8.1f} {_fmt(s['usvp_beta'], 'd'):>9} {_fmt(s['usvp_log2_cost'], '.1f'):>9} "
+                  f"{c['p10']:>7.1f}/{c['median']:>6.1f}/{c['p90']:>7.1f} {_fmt(s['mean_face_first_guess_recovers'], '.3f'):>9} {s['kdf_seconds_per_test']:>7.3f}")
+
+
+def cmd_schemes(args: argparse.Namespace) -> int:
+    from latticelock.kernels.params import PARAMETER_SETS
+    from latticelock.tools.errors import ToolsError
+
+    sets = args.sets or list(PARAMETER_SETS)
+    unknown = [s for s in sets if s not in PARAMETER_SETS]
+    if unknown:
+        raise ToolsError(f"unknown parameter sets {unknown}; known: {', '.join(PARAMETER_SETS)}")
+    data = load_embeddings(args.embeddings)
+    pairs = limit_pairs(read_pairs(args.pairs, data), args.limit_pairs)
+    if args.fast_kdf:
+        print("note: Argon2id cost lowered for evaluation speed (--fast-kdf); accept/reject decisions do not depend on it")
+    result = evaluate(data, pairs, sets, args.decoders, args.fast_kdf, args.seed_pool, args.backend, args.security_sample,
+                      progress=not args.no_progress)
+    print_schemes(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_projection(args: argparse.Namespace) -> int:
+    from latticelock.kernels.projection import PROJECTIONS_DIR, fit_projection, save_projection
+
+    data = load_embeddings(args.embeddings)
+    pairs = read_pairs(args.pairs, data)
+    public = public_rows(data, pairs.names)
+    provenance = {
+        "source": str(args.embeddings), "source_sha256": data.sha256, "images": int(len(public)),
+        "identities": int(len(np.unique(data.labels[public]))),
+        "excluded": f"every identity named in {args.pairs.name}",
+        "command": "latticelock eval projection --embeddings LFW.npz --pairs lfw_pairs.txt",
+    }
+    projection = fit_projection(data.embeddings[public], PROJECTION_DIMS, provenance)
+    out = args.out or PROJECTIONS_DIR / f"{args.name}.npz"
+    save_projection(projection, out)
+    calibration = calibrate(data, public, projection, args.fnr_target)
+    print(f"projection: {out} ({len(public)} public images, {provenance['identities']} identities, source sha256 {data.sha256[:16]}...)")
+    print(f"public pairs: {calibration['genuine_pairs']} genuine, {calibration['impostor_pairs']} impostor")
+    print(f"unprotected L2 threshold: FPR 1e-2 {calibration['unprotected']['0.01']:.4f}, FPR 1e-3 {calibration['unprotected']['0.001']:.4f}")
+    print(f"mrp L2 threshold:         FPR 1e-2 {calibration['mrp']['0.01']:.4f}")
+    for m, t in calibration["projected"].items():
+        print(f"projected m={m:<3} threshold: FPR 1e-2 {t['0.01']:.4f}, FPR 1e-3 {t['0.001']:.4f}")
+    fe = calibration["facial_fe"]
+    print(f"facial-fe scale for FNR <= {fe['fnr_target']}: {fe['scale']} (public FNR {fe['fnr_by_scale'][str(fe['scale'])]:.3f})")
+    if args.json:
+        args.json.write_text(json.dumps({"projection": str(out), "provenance": projection.provenance, "calibration": calibration}, indent=2))
+    return 0
 
 
 def register(commands) -> None:
-    pass
+    p = commands.add_parser("schemes", help="TPR/FPR of every protection scheme on the LFW pairs, and security figures")
+    p.add_argument("--embeddings", type=Path, required=True, help="embeddings of LFW (from `latticelock eval embed`)")
+    p.add_argument("--pairs", type=Path, required=True, help="lfw_pairs.txt (View 2)")
+    p.add_argument("--json", type=Path, help="write the results as JSON here")
+    p.add_argument("--limit-pairs", type=int, help="evaluate an evenly spread subset of N pairs")
+    p.add_argument("--sets", nargs="+", help="L2FE-Hash parameter sets (default: all)")
+    p.add_argument("--decoders", nargs="+", default=["cvp", "babai"], choices=["cvp", "babai"])
+    p.add_argument("--fast-kdf", action="store_true", help="lower the Argon2id cost (decisions do not depend on it)")
+    p.add_argument("--seed-pool", type=int, default=0,
+                   help="draw each record's public seed from a pool of N (saves BKZ time; 0: a fresh seed per record)")
+    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "gpu"], help="decoder backend")
+    p.add_argument("--security-sample", type=int, default=100, help="records tested with the mean-face attack per set")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_schemes)
+
+    p = commands.add_parser("projection", help="fit the shipped PCA on public LFW identities and calibrate thresholds")
+    p.add_argument("--embeddings", type=Path, required=True)
+    p.add_argument("--pairs", type=Path, required=True, help="its identities are excluded from the fit")
+    p.add_argument("--name", default="lfw-public-pca64", help="projection name (kernels/projections/NAME.npz)")
+    p.add_argument("--out", type=Path, help="write the projection here instead")
+    p.add_argument("--fnr-target", type=float, default=0.10, help="facial-fe false-negative-rate target")
+    p.add_argument("--json", type=Path)
+    p.set_defaults(func=cmd_projection)

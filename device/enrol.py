@@ -1,0 +1,153 @@
+"""Enrolment ("provisioning at a kiosk"): N good frames, one consistent face, one Gen, one record.
+
+Frames go through the same detect / choose / quality gate as an unlock. The captures must agree:
+each must lie within `max_spread` (L2, unit-norm embeddings) of their medoid, and outliers (a
+second person stepping in, a bad alignment) are dropped and replaced by further frames. The kept
+embeddings are averaged and re-normalised into one template; Gen runs once on it and only its
+record is stored. With a microcontroller attached the record is hardened (its verifier depends on
+the MCU's pepper) and the MCU learns the Ed25519 public key derived from the face key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from latticelock.device.errors import ConfigError, EnrolmentError
+from latticelock.device.quality import QualityConfig, assess
+from latticelock.device.sources import Source
+from latticelock.device.store import FlashStore, StoredUser
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EnrolConfig:
+    frames: int = 5
+    """Good frames to average (`--frames`, default 5)."""
+    max_frames: int = 300
+    """Give up after reading this many frames (default 300)."""
+    max_spread: float = 1.0
+    """Largest L2 distance of a capture from the captures' medoid (`--max-spread`, default 1.0)."""
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.max_frames < self.frames or not 0 < self.max_spread <= 2:
+            raise ConfigError(f"invalid enrolment settings: frames={self.frames}, max_frames={self.max_frames}, max_spread={self.max_spread}")
+
+
+@dataclass
+class Capture:
+    embeddings: np.ndarray
+    """float32 [k, 512], the consistent captures kept."""
+    names: list[str]
+    seen: int
+    rejected: Counter = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class EnrolResult:
+    user: StoredUser
+    capture: Capture
+    hardened: bool
+    public_key: bytes | None
+
+
+def consistent_subset(embeddings: np.ndarray, max_spread: float) -> np.ndarray:
+    """Indices of the captures within `max_spread` of the medoid (the capture nearest all others)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    distances = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
+    medoid = int(np.argmin(distances.sum(axis=1)))
+    return np.flatnonzero(distances[medoid] <= max_spread)
+
+
+def make_template(embeddings: np.ndarray) -> np.ndarray:
+    """Mean of the L2-normalised embeddings, re-normalised: float32 [512]."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    mean = x.mean(axis=0)
+    norm = np.linalg.norm(mean)
+    if norm < 1e-6:
+        raise EnrolmentError("captures cancel out; they cannot be one face")
+    return (mean / norm).astype(np.float32)
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(" (")[0]
+
+
+def capture_good_frames(source: Source, pipeline, config: EnrolConfig) -> Capture:
+    """Read frames until `config.frames` consistent good ones are in hand (EnrolmentError otherwise)."""
+    embeddings: list[np.ndarray] = []
+    names: list[str] = []
+    rejected: Counter = Counter()
+    seen = 0
+    for frame in source:
+        seen += 1
+        face = pipeline.choose(pipeline.faces(frame.image), frame.image.shape)
+        if face is None:
+            rejected["no face"] += 1
+        else:
+            quality = assess(frame.image, face, config.quality)
+            if not quality.ok:
+                rejected[_reason_kind(quality.reasons[0])] += 1
+            else:
+                embeddings.append(pipeline.embed_faces(frame.image, [face])[0])
+                names.append(frame.name)
+                if len(embeddings) >= config.frames:
+                    keep = consistent_subset(np.stack(embeddings), config.max_spread)
+                    if len(keep) >= config.frames:
+                        keep = keep[: config.frames]
+                        dropped = len(embeddings) - len(keep)
+                        if dropped:
+                            rejected["inconsistent with the other captures"] += dropped
+                        return Capture(np.stack(embeddings)[keep], [names[i] for i in keep], seen, rejected)
+        if seen >= config.max_frames:
+            break
+    summary = ", ".join(f"{n} {why}" for why, n in rejected.most_common()) or "none rejected"
+    if len(embeddings) >= config.frames:
+        raise EnrolmentError(
+            f"captures are inconsistent: no {config.frames} of the {len(embeddings)} good frames lie within "
+            f"{config.max_spread} of each other's medoid (one person only, please); rejected: {summary}"
+        )
+    raise EnrolmentError(f"only {len(embeddings)} good frames of the {config.frames} needed in {seen} frames read; rejected: {summary}")
+
+
+def enrol(
+    user: str,
+    source: Source,
+    pipeline,
+    store: FlashStore,
+    parameter_set: str,
+    config: EnrolConfig | None = None,
+    mcu=None,
+    scheme_options: dict | None = None,
+) -> EnrolResult:
+    """Capture, average, one Gen, store (replacing any earlier record of `user` atomically)."""
+    from latticelock.kernels.scheme import get_scheme
+
+    config = config or EnrolConfig()
+    capture = capture_good_frames(source, pipeline, config)
+    template = make_template(capture.embeddings)
+    options = dict(scheme_options or {})
+    public_key = None
+    if mcu is not None:
+        options["mac"] = lambda data: mcu.pepper_mac(user, data)
+    scheme = get_scheme(parameter_set, **options)
+    record = scheme.enroll(template)
+    if mcu is not None:
+        from latticelock.firmware_bridge.keys import public_key_bytes, unlock_key
+
+        key = scheme.verify(record, template)
+        if key is None:
+            raise EnrolmentError("the fresh record does not reproduce its own key (scheme fault); nothing stored")
+        public_key = public_key_bytes(unlock_key(key))
+        del key
+        mcu.enroll_pubkey(user, public_key)
+    stored = store.put(user, record)
+    del template
+    log.info("enrolled %r from %d frames (%s)", user, len(capture.names), record.scheme_id)
+    return EnrolResult(stored, capture, mcu is not None, public_key)

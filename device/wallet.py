@@ -1,0 +1,78 @@
+"""A wallet key that exists only while a face is being verified.
+
+The signing key is derived from the face key that L2FE-Hash reproduces at unlock time (HKDF-SHA256
+under a wallet label and an account number), used, and dropped; nothing of it is stored.
+
+Why Ed25519 rather than secp256k1: any 32 HKDF output bytes are a valid Ed25519 private key (no
+reduction modulo the group order, no rejection), and its signatures are deterministic (RFC 8032), so
+signing needs no randomness on a device whose RNG may be weak at boot and cannot leak the key
+through a repeated nonce. secp256k1 would only buy compatibility with Bitcoin/Ethereum tooling; a
+chain that needs it can derive it from the same face key under its own label.
+
+The address is the first 20 bytes of SHA-256 over a domain label and the raw public key, in hex
+with the prefix "ll1"; the public key itself is printed next to signatures so anyone can check them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from latticelock.device.errors import DeviceError
+
+WALLET_LABEL = b"latticelock/wallet/ed25519/v1/account/"
+ADDRESS_LABEL = b"latticelock/wallet/address/v1"
+ADDRESS_PREFIX = "ll1"
+
+
+def wallet_key(face_key: bytes, account: int = 0) -> Ed25519PrivateKey:
+    """The account's Ed25519 key, from the 32-byte face key (HKDF-SHA256, wallet label)."""
+    from latticelock.firmware_bridge.keys import derive_ed25519
+
+    if not 0 <= account < 2**31:
+        raise DeviceError(f"account must be in [0, 2^31), got {account}")
+    return derive_ed25519(face_key, WALLET_LABEL + str(account).encode())
+
+
+def address_of(public_key: bytes) -> str:
+    if len(public_key) != 32:
+        raise DeviceError(f"an Ed25519 public key is 32 bytes, got {len(public_key)}")
+    return ADDRESS_PREFIX + hashlib.sha256(ADDRESS_LABEL + public_key).digest()[:20].hex()
+
+
+@dataclass(frozen=True)
+class Signed:
+    address: str
+    public_key: bytes
+    message: bytes
+    signature: bytes
+
+
+def public_key_of(face_key: bytes, account: int = 0) -> bytes:
+    from latticelock.firmware_bridge.keys import public_key_bytes
+
+    return public_key_bytes(wallet_key(face_key, account))
+
+
+def address(face_key: bytes, account: int = 0) -> str:
+    return address_of(public_key_of(face_key, account))
+
+
+def sign(face_key: bytes, message: bytes, account: int = 0) -> Signed:
+    key = wallet_key(face_key, account)
+    public = public_key_of(face_key, account)
+    return Signed(address_of(public), public, message, key.sign(message))
+
+
+def verify(public_key: bytes, message: bytes, signature: bytes, expected_address: str | None = None) -> bool:
+    """Whether `signature` is the key's signature over `message` (and the key has that address)."""
+    if expected_address is not None and address_of(public_key) != expected_address:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

@@ -1,0 +1,112 @@
+"""The one interface every protection scheme offers, and the factory that builds them by name.
+
+    scheme = get_scheme("l2fe-facenet-m32")        # or "unprotected", "mrp", "facial-fe"
+    record = scheme.enroll(embedding)               # Record; record.to_bytes() goes to flash
+    key = scheme.verify(record, probe)              # 32-byte key, or None for a rejected face
+
+`verify_many` tests many candidate embeddings against one record (a multi-frame unlock, a dictionary
+attack); `identify` tests one embedding against many records (1:N search). Both return one key or
+None per candidate / record, in order. A rejected face is None, never an exception; exceptions mean
+a broken record (RecordError) or a wrong call (SchemeError).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from latticelock.kernels.errors import ParameterSetError, SchemeError
+from latticelock.kernels.record import Record
+
+EMBEDDING_DIM = 512
+BASELINES = ("unprotected", "mrp", "facial-fe")
+
+
+@runtime_checkable
+class Scheme(Protocol):
+    scheme_id: str
+    parameter_set: str
+
+    def enroll(self, embedding: np.ndarray) -> Record: ...
+
+    def verify(self, record: Record, embedding: np.ndarray) -> bytes | None: ...
+
+    def verify_many(self, record: Record, embeddings: np.ndarray) -> list[bytes | None]: ...
+
+    def identify(self, records: Sequence[Record], embedding: np.ndarray) -> list[bytes | None]: ...
+
+
+class SchemeBase:
+    """Shared plumbing: `verify` and `identify` in terms of `verify_many`; schemes override what they batch."""
+
+    scheme_id: str
+    parameter_set: str
+
+    def enroll(self, embedding: np.ndarray) -> Record:
+        raise NotImplementedError
+
+    def verify_many(self, record: Record, embeddings: np.ndarray) -> list[bytes | None]:
+        raise NotImplementedError
+
+    def verify(self, record: Record, embedding: np.ndarray) -> bytes | None:
+        return self.verify_many(record, as_embedding(embedding)[None, :])[0]
+
+    def identify(self, records: Sequence[Record], embedding: np.ndarray) -> list[bytes | None]:
+        probe = as_embedding(embedding)[None, :]
+        return [self.verify_many(record, probe)[0] for record in records]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.parameter_set!r})"
+
+
+def as_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    """float64[k,512] L2-normalised rows; SchemeError for a wrong shape or non-finite / zero rows."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != EMBEDDING_DIM:
+        raise SchemeError(f"expected embeddings of shape [k, {EMBEDDING_DIM}], got {np.shape(embeddings)}")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if not np.all(np.isfinite(x)) or np.any(norms == 0):
+        raise SchemeError("embeddings must be finite and non-zero")
+    return x / norms
+
+
+def as_embedding(embedding: np.ndarray) -> np.ndarray:
+    x = np.asarray(embedding)
+    if x.shape != (EMBEDDING_DIM,):
+        raise SchemeError(f"expected one embedding of shape ({EMBEDDING_DIM},), got {x.shape}")
+    return as_embeddings(x)[0]
+
+
+def get_scheme(name_or_parameter_set: str, **options) -> Scheme:
+    """A scheme by name: a baseline ("unprotected", "mrp", "facial-fe", or its parameter-set id) or an L2FE set.
+
+    Options go to the scheme's constructor, e.g. `threshold=` for the baselines; `decoder=`,
+    `kdf=`, `mac=`, `backend=` for L2FE-Hash.
+    """
+    from latticelock.kernels import facial_fe, mrp, unprotected
+    from latticelock.kernels.params import PARAMETER_SETS
+
+    baselines = {
+        "unprotected": unprotected.UnprotectedScheme,
+        unprotected.PARAMETER_SET: unprotected.UnprotectedScheme,
+        "mrp": mrp.MRPScheme,
+        mrp.PARAMETER_SET: mrp.MRPScheme,
+        "facial-fe": facial_fe.FacialFEScheme,
+        facial_fe.PARAMETER_SET: facial_fe.FacialFEScheme,
+    }
+    if name_or_parameter_set in baselines:
+        return baselines[name_or_parameter_set](**options)
+    if name_or_parameter_set in PARAMETER_SETS:
+        from latticelock.kernels.l2fe import L2FEScheme
+
+        return L2FEScheme(name_or_parameter_set, **options)
+    known = [*BASELINES, *PARAMETER_SETS]
+    raise ParameterSetError(f"unknown scheme or parameter set {name_or_parameter_set!r}; known: {', '.join(known)}")
+
+
+def scheme_for_record(record: Record, **options) -> Scheme:
+    """The scheme that reads `record`, from its self-describing header."""
+    return get_scheme(record.parameter_set, **options)

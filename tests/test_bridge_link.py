@@ -1,0 +1,124 @@
+"""The link over pyserial's loop:// (what is written comes back): framing, timeouts, recovery."""
+
+from __future__ import annotations
+
+import pytest
+
+from latticelock.firmware_bridge.client import McuClient, raise_for_error
+from latticelock.firmware_bridge.errors import (
+    ChallengeError,
+    ChecksumError,
+    LinkError,
+    LinkTimeoutError,
+    LockedOutError,
+    McuError,
+    NotProvisioningError,
+    OversizeFrameError,
+    ProtocolError,
+    RejectedError,
+    UnknownMessageError,
+)
+from latticelock.firmware_bridge.framing import MAX_ENCODED, Frame, encode_frame
+from latticelock.firmware_bridge.link import Link, open_link
+from latticelock.firmware_bridge.messages import Error, ErrorCode, Hello, Status, decode_message
+
+
+@pytest.fixture
+def loop() -> Link:
+    link = open_link("loop://", timeout=0.3)
+    yield link
+    link.close()
+
+
+def test_send_and_receive_a_message(loop: Link) -> None:
+    loop.send(Status(), seq=42)
+    frame = loop.receive_frame()
+    assert frame.seq == 42
+    assert decode_message(frame.type, frame.payload) == Status()
+
+
+def test_receive_times_out_and_the_link_stays_usable(loop: Link) -> None:
+    with pytest.raises(LinkTimeoutError, match="no frame within"):
+        loop.receive_frame(timeout=0.1)
+    loop.send(Hello(), seq=1)
+    assert loop.receive_frame().seq == 1
+
+
+def test_bad_crc_is_reported_then_the_next_frame_is_read(loop: Link) -> None:
+    corrupt = bytearray(encode_frame(Frame(Hello.TYPE, 5, b"")))
+    corrupt[2] ^= 0x40
+    loop.write(bytes(corrupt))
+    loop.send(Status(), seq=6)
+    with pytest.raises(ChecksumError):
+        loop.receive_frame()
+    assert loop.receive_frame().seq == 6
+
+
+def test_garbage_and_oversize_runs_are_skipped(loop: Link) -> None:
+    loop.write(b"\xaa" * (MAX_ENCODED + 50))
+    loop.send(Status(), seq=7)
+    with pytest.raises(OversizeFrameError):
+        loop.receive_frame()
+    assert loop.receive_frame().seq == 7
+
+
+def test_request_over_loopback_returns_its_own_echo(loop: Link) -> None:
+    # On loop:// the request itself comes back with its own sequence number: the request/answer
+    # matching works without a peer.
+    assert loop.request(Status()) == Status()
+
+
+def test_request_skips_stale_answers_and_names_the_last_problem_on_timeout(loop: Link) -> None:
+    loop.send(Status(), seq=loop._seq)  # not the number the next request will use
+    assert loop.request(Hello()) == Hello()
+    loop.write(b"\x00\x01\x02\x03\x00")
+    loop.port.write = lambda data: len(data)  # the request vanishes on the wire
+    with pytest.raises(LinkTimeoutError, match="no answer to Hello.*bad frame"):
+        loop.request(Hello(), timeout=0.2)
+
+
+def test_unknown_message_type_in_an_answer(loop: Link) -> None:
+    loop.send_frame(Frame(0x6E, 9, b""))
+    frame = loop.receive_frame()
+    with pytest.raises(UnknownMessageError, match="0x6e"):
+        decode_message(frame.type, frame.payload)
+
+
+def test_open_link_reports_bad_urls() -> None:
+    with pytest.raises(LinkError, match="cannot open"):
+        open_link("nosuchscheme://x")
+    with pytest.raises(LinkError, match="cannot open"):
+        open_link("/dev/does-not-exist-latticelock")
+
+
+def test_sequence_numbers_skip_zero(loop: Link) -> None:
+    loop._seq = 0xFFFE
+    assert [loop._next_seq() for _ in range(3)] == [0xFFFF, 1, 2]
+
+
+def test_client_rejects_an_answer_of_the_wrong_type(loop: Link) -> None:
+    # loop:// echoes the HELLO request back instead of a VERSION answer.
+    client = McuClient(loop)
+    with pytest.raises(ProtocolError, match="expected Version in answer to Hello, got Hello"):
+        client.hello()
+    with pytest.raises(ProtocolError, match="expected Mac"):
+        client.mac_for("alice")(b"data")
+
+
+@pytest.mark.parametrize(
+    "code, cls",
+    [
+        (ErrorCode.REJECTED, RejectedError),
+        (ErrorCode.NO_CHALLENGE, ChallengeError),
+        (ErrorCode.NOT_PROVISIONING, NotProvisioningError),
+        (ErrorCode.LOCKED_OUT, LockedOutError),
+        (ErrorCode.INTERNAL, McuError),
+        (0xEE, McuError),
+    ],
+)
+def test_error_codes_map_to_exceptions(code: int, cls: type) -> None:
+    with pytest.raises(cls) as info:
+        raise_for_error(Error(code, 2500, "why"))
+    assert type(info.value) is cls
+    assert info.value.code == code and info.value.retry_after == 2.5
+    assert "why" in str(info.value)

@@ -1,0 +1,222 @@
+"""Enrolment, the unlock loop, lockout, hardened mode with the simulated MCU, and the wallet.
+
+Perception is faked (tests/device_fakes.py); everything else is real: the L2FE-Hash scheme (with a
+synthetic projection and a cheap KDF), the store, the policy, the MCU simulator over a socket.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device_fakes import SCHEME_OPTIONS, PARAMETER_SET, FakePipeline, person_centre, write_frames
+from latticelock.device.enrol import EnrolConfig, consistent_subset, enrol, make_template
+from latticelock.device.errors import DeviceError, EnrolmentError, LockedOutError
+from latticelock.device.lockout import Lockout, LockoutPolicy
+from latticelock.device.loop import Authenticator
+from latticelock.device.policy import PolicyConfig
+from latticelock.device.clock import ManualClock
+from latticelock.device.sources import SourceOptions, open_source
+from latticelock.device.store import FlashStore
+from latticelock.device import wallet
+from test_device_store import biometric_traces
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return FlashStore(tmp_path / "store")
+
+
+def enrol_person(tmp_path, store, user, person, seeds=range(5), mcu=None, frames=5):
+    folder = write_frames(tmp_path / f"enrol_{user}_{person}", person, seeds)
+    with open_source(f"dir://{folder}") as source:
+        return enrol(user, source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=frames), mcu=mcu, scheme_options=SCHEME_OPTIONS)
+
+
+def attempt(tmp_path, auth, person, seeds, face=True, name="probe"):
+    folder = write_frames(tmp_path / f"{name}_{person}_{seeds[0]}", person, seeds, face)
+    with open_source(f"dir://{folder}", SourceOptions(fps=10), ManualClock()) as source:
+        return auth.unlock(source)
+
+
+def test_template_is_the_renormalised_mean():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 512))
+    t = make_template(x)
+    expected = (x / np.linalg.norm(x, axis=1, keepdims=True)).mean(0)
+    assert np.allclose(t, expected / np.linalg.norm(expected), atol=1e-6) and t.dtype == np.float32
+
+
+def test_outliers_are_dropped_from_a_capture():
+    same = np.stack([person_centre(1)] * 4) + np.random.default_rng(1).normal(scale=0.01, size=(4, 512))
+    mixed = np.vstack([same, person_centre(2)[None, :]])
+    assert consistent_subset(mixed, 1.0).tolist() == [0, 1, 2, 3]
+
+
+def test_enrol_and_unlock_genuine_and_impostor(tmp_path, store):
+    result = enrol_person(tmp_path, store, "alice", person=1)
+    assert result.user.scheme_id == "l2fe-hash" and not result.hardened and len(result.capture.names) == 5
+    enrol_person(tmp_path, store, "bob", person=2)
+    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=2, n=5), scheme_options=SCHEME_OPTIONS)
+    genuine = attempt(tmp_path, auth, 1, [100, 101, 102, 103])
+    assert genuine.accepted and genuine.user == "alice" and len(genuine.key) == 32
+    assert genuine.frames_read == 2 and genuine.frames[0].outcome == "match alice"
+    bob = attempt(tmp_path, auth, 2, [200, 201])
+    assert bob.accepted and bob.user == "bob" and bob.key != genuine.key
+    impostor = attempt(tmp_path, auth, 3, [300, 301, 302, 303, 304, 305])
+    assert not impostor.accepted and impostor.user is None and impostor.key is None
+    assert impostor.frames_read == 4 and {f.outcome for f in impostor.frames} == {"no match"}
+    log = auth.lockout.read_log()
+    assert [e["result"] for e in log] == ["accept", "accept", "reject"]
+    # The face key is reproducible: the same person gets the same key on another attempt.
+    assert attempt(tmp_path, auth, 1, [110, 111]).key == genuine.key
+
+
+def test_store_holds_nothing_biometric_after_enrol_and_unlock(tmp_path, store):
+    enrol_person(tmp_path, store, "alice", person=1)
+    auth = Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+    assert attempt(tmp_path, auth, 1, [100, 101]).accepted
+    assert not attempt(tmp_path, auth, 4, [400, 401, 402, 403, 404]).accepted
+    assert {p.name for p in store.path.rglob("*") if p.is_file()} >= {"STORE", "lockout.bin", "attempts.log"}
+    assert biometric_traces(store.path) == {}
+
+
+def test_no_face_frames_do_not_count_as_failures(tmp_path, store):
+    enrol_person(tmp_path, store, "alice", person=1)
+    auth = Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+    result = attempt(tmp_path, auth, 1, [1, 2, 3], face=False)
+    assert not result.accepted and result.verdict.reason == "no usable face"
+    assert auth.lockout.state().failures == 0
+
+
+def test_reenrolment_replaces_the_user(tmp_path, store):
+    enrol_person(tmp_path, store, "alice", person=1)
+    enrol_person(tmp_path, store, "alice", person=5, seeds=range(50, 55))
+    assert store.get("alice").generation == 2 and len(store.users()) == 1
+    auth = Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+    assert not attempt(tmp_path, auth, 1, [100, 101, 102, 103, 104]).accepted
+    assert attempt(tmp_path, auth, 5, [500, 501]).user == "alice"
+
+
+def test_enrolment_needs_enough_good_frames(tmp_path, store):
+    folder = write_frames(tmp_path / "few", 1, range(3))
+    write_frames(folder, 1, range(3, 6), face=False)
+    with open_source(f"dir://{folder}") as source, pytest.raises(EnrolmentError, match=r"only 3 good frames .* 3 no face"):
+        enrol("alice", source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=5), scheme_options=SCHEME_OPTIONS)
+    assert store.users() == []
+
+
+def test_enrolment_rejects_inconsistent_captures(tmp_path, store):
+    folder = tmp_path / "mixed"
+    for person in (1, 2, 3):
+        write_frames(folder, person, [person * 10, person * 10 + 1])
+    with open_source(f"dir://{folder}") as source, pytest.raises(EnrolmentError, match="inconsistent"):
+        enrol("alice", source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=3, max_spread=0.5), scheme_options=SCHEME_OPTIONS)
+
+
+def test_enrolment_replaces_an_outlier_with_a_later_frame(tmp_path, store):
+    folder = write_frames(tmp_path / "outlier", 1, [1, 2])
+    write_frames(folder, 0, [3])  # sorts first: the outlier is among the first four captures
+    write_frames(folder, 1, [4, 5])
+    with open_source(f"dir://{folder}") as source:
+        result = enrol("alice", source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=4), scheme_options=SCHEME_OPTIONS)
+    assert [n.rsplit("/", 1)[1] for n in result.capture.names] == ["p01_0001.png", "p01_0002.png", "p01_0004.png", "p01_0005.png"]
+    assert result.capture.rejected["inconsistent with the other captures"] == 1
+
+
+def test_lockout_blocks_attempts_after_five_failures(tmp_path, store):
+    enrol_person(tmp_path, store, "alice", person=1)
+    now = [1000.0]
+    lockout = Lockout(store, LockoutPolicy(), clock=lambda: now[0])
+    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=1, n=1), lockout=lockout, scheme_options=SCHEME_OPTIONS)
+    for i in range(5):
+        assert not attempt(tmp_path, auth, 7, [700 + i], name=f"bad{i}").accepted
+    with pytest.raises(LockedOutError):
+        attempt(tmp_path, auth, 1, [100])
+    now[0] += 31
+    assert attempt(tmp_path, auth, 1, [101], name="late").accepted
+    assert lockout.state().failures == 0
+
+
+def test_empty_store_is_an_error(store):
+    with pytest.raises(DeviceError, match="no users"):
+        Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+
+
+def test_wallet_keys_come_from_the_face_key_only():
+    face_key = bytes(range(32))
+    signed = wallet.sign(face_key, b"pay 1 coin")
+    assert signed.address == wallet.address(face_key) and signed.address.startswith("ll1") and len(signed.address) == 43
+    assert wallet.verify(signed.public_key, b"pay 1 coin", signed.signature, signed.address)
+    assert not wallet.verify(signed.public_key, b"pay 2 coins", signed.signature)
+    assert not wallet.verify(signed.public_key, b"pay 1 coin", signed.signature, wallet.address(bytes(32)))
+    assert wallet.address(face_key, account=1) != signed.address
+    assert wallet.sign(face_key, b"pay 1 coin").signature == signed.signature  # deterministic (RFC 8032)
+    from latticelock.firmware_bridge.keys import public_key_bytes, unlock_key
+
+    assert public_key_bytes(unlock_key(face_key)) != signed.public_key  # independent of the unlock key
+
+
+# --- hardened mode with the simulated microcontroller ---------------------------------------------
+
+
+@pytest.fixture()
+def mcu_factory(tmp_path):
+    from latticelock.firmware_bridge.client import McuClient
+    from latticelock.firmware_bridge.link import open_link
+    from latticelock.firmware_bridge.simulator import McuSimulator
+
+    running = []
+
+    def start(provisioning):
+        for sim, client in running:
+            client.close()
+            sim.stop()
+        running.clear()
+        sim = McuSimulator("listen://127.0.0.1:0", tmp_path / "mcu", provisioning=provisioning).start()
+        client = McuClient(open_link(sim.address, timeout=5))
+        running.append((sim, client))
+        return client
+
+    yield start
+    for sim, client in running:
+        client.close()
+        sim.stop()
+
+
+def test_hardened_enrol_and_unlock_through_the_mcu(tmp_path, store, mcu_factory):
+    kiosk = mcu_factory(provisioning=True)
+    result = enrol_person(tmp_path, store, "alice", person=1, mcu=kiosk)
+    assert result.hardened and result.user.scheme_id == "l2fe-hash-mac" and len(result.public_key) == 32
+    assert kiosk.status()["users"] == 1
+    with pytest.raises(DeviceError, match="hardened"):
+        Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+
+    mcu = mcu_factory(provisioning=False)
+    auth = Authenticator(store, FakePipeline(), mcu=mcu, scheme_options=SCHEME_OPTIONS)
+    genuine = attempt(tmp_path, auth, 1, [100, 101, 102])
+    assert genuine.accepted and genuine.mcu_unlocked
+    status = mcu.status()
+    assert status["unlocks"] == 1 and status["failures"] == 0
+    impostor = attempt(tmp_path, auth, 3, [300, 301, 302, 303, 304])
+    assert not impostor.accepted and not impostor.mcu_unlocked
+    # Without the MCU's pepper the same record and face give nothing: no offline guessing.
+    from latticelock.kernels.l2fe import L2FEScheme
+
+    plain = L2FEScheme(PARAMETER_SET, **SCHEME_OPTIONS)
+    with pytest.raises(Exception, match="hardened"):
+        plain.verify(store.get("alice").record(), person_centre(1).astype(np.float32))
+    other_pepper = L2FEScheme(PARAMETER_SET, mac=lambda data: bytes(32), **SCHEME_OPTIONS)
+    assert other_pepper.verify(store.get("alice").record(), person_centre(1).astype(np.float32)) is None
+
+
+def test_one_kdf_per_attempt_however_many_frames_match(tmp_path, store):
+    enrol_person(tmp_path, store, "alice", person=1)
+    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=3, n=5), scheme_options=SCHEME_OPTIONS)
+    scheme = auth._groups[0].scheme
+    calls = []
+    real = scheme.check_secret
+    scheme.check_secret = lambda record, s: calls.append(1) or real(record, s)
+    result = attempt(tmp_path, auth, 1, [100, 101, 102])
+    assert result.accepted and result.verdict.matches == 3 and len(calls) == 1
+    assert attempt(tmp_path, auth, 1, [120, 121, 122]).accepted and len(calls) == 2  # the memo lives for one attempt
