@@ -56,10 +56,10 @@ def landmark_crop(image: np.ndarray, face: Face, size: int = CROP_SIZE) -> np.nd
     matrix, _ = cv2.estimateAffinePartial2D(
         face.landmarks.astype(np.float32), template, method=cv2.LMEDS
     )
-    if matrix is None:
-        # Degenerate landmarks (all on one point); the box still frames the face.
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0])) if matrix is not None else 0.0
+    if not np.all(np.isfinite(matrix if matrix is not None else np.nan)) or scale < 1e-3 or scale > 1e3:
+        # Degenerate landmarks (e.g. all on one point) give no usable transform; the box still frames the face.
         return margin_crop(image, face, size)
-    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
     # Shrinking by more than 2x with a bilinear warp aliases; pre-shrink the image first.
     if scale < 0.5:
         shrink = 2.0 * scale

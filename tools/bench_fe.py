@@ -108,9 +108,9 @@ def cmd_fe(args: argparse.Namespace) -> int:
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['parameter_set']:<18} {r['gen_seconds']:>7.3f} {100 * r['gen_kdf_share']:>6.0f}% {r['basis_seconds']:>9.3f} "
-              f"{r['rep_cvp_seconds']:>8.3f} {100 * r['rep_cvp_kdf_share']:>6.0f}% {r['rep_babai_seconds']:>9.3f} "
-              f"{100 * r['rep_babai_kdf_share']:>6.0f}%  {r['kdf']}")
+        print(f"{r['parameter_set']:<18} {r['gen_seconds']:>7.3f} {100 * r['gen_kdf_share']:>6.1f}% {r['basis_seconds']:>9.3f} "
+              f"{r['rep_cvp_seconds']:>8.3f} {100 * r['rep_cvp_kdf_share']:>6.1f}% {r['rep_babai_seconds']:>9.3f} "
+              f"{100 * r['rep_babai_kdf_share']:>6.1f}%  {r['kdf']}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows}, indent=2))
     return 0
