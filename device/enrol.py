@@ -130,6 +130,9 @@ def enrol(
     from latticelock.kernels.scheme import get_scheme
 
     config = config or EnrolConfig()
+    if mcu is not None and not mcu.hello().provisioning:
+        # Checked first: outside provisioning every MAC the enrolment asked for would count as a failure.
+        raise EnrolmentError("the microcontroller is not in provisioning mode (the kiosk jumper); it would refuse the new public key")
     capture = capture_good_frames(source, pipeline, config)
     template = make_template(capture.embeddings)
     options = dict(scheme_options or {})

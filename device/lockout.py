@@ -20,7 +20,6 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from latticelock.device.atomic import write_atomic
 from latticelock.device.errors import ConfigError, LockedOutError

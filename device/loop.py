@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,25 +96,33 @@ class Authenticator:
         """
         from latticelock.kernels.scheme import get_scheme
 
+        from latticelock.kernels.errors import KernelsError
+
         users = self.store.users()
-        if not users:
-            raise DeviceError(f"no users are enrolled in {self.store.path}")
-        plain: dict[str, list[tuple[str, object]]] = defaultdict(list)
-        groups = []
+        plain: dict[str, _Group] = {}
+        groups: list[_Group] = []
+        self.skipped: list[tuple[str, str]] = []
         for user in users:
-            record = user.record()
-            if record.scheme_id == HARDENED_SCHEME_ID:
-                if self.mcu is None:
-                    raise DeviceError(f"user {user.name!r} was enrolled in hardened mode: attach the microcontroller (--mcu URL)")
-                scheme = get_scheme(record.parameter_set, mac=self._mac_for(user.name), **self.scheme_options)
-                groups.append(_Group(scheme, [user.name], [record]))
-            else:
-                plain[record.parameter_set].append((user.name, record))
-        for parameter_set, members in plain.items():
-            scheme = get_scheme(parameter_set, **self.scheme_options)
-            groups.append(_Group(scheme, [n for n, _ in members], [r for _, r in members]))
-        self._groups = groups
-        self.user_names = [u.name for u in users]
+            try:
+                record = user.record()
+                if record.scheme_id == HARDENED_SCHEME_ID:
+                    if self.mcu is None:
+                        raise DeviceError(f"user {user.name!r} was enrolled in hardened mode: attach the microcontroller (--mcu URL)")
+                    group = _Group(get_scheme(record.parameter_set, mac=self._mac_for(user.name), **self.scheme_options))
+                    groups.append(group)
+                elif record.parameter_set in plain:
+                    group = plain[record.parameter_set]
+                else:
+                    group = plain[record.parameter_set] = _Group(get_scheme(record.parameter_set, **self.scheme_options))
+                    groups.append(group)
+                group.add(user.name, record)
+            except KernelsError as exc:
+                log.warning("skipping user %r: unusable record (%s)", user.name, exc)
+                self.skipped.append((user.name, str(exc)))
+        self._groups = [g for g in groups if g.names]
+        self.user_names = [name for g in self._groups for name in g.names]
+        if not self.user_names:
+            raise DeviceError(f"no usable users are enrolled in {self.store.path}")
         self._checked: dict[tuple[str, bytes], bytes | None] = {}
 
     def warm_up(self) -> None:
@@ -225,11 +232,18 @@ def secret_label(secret: np.ndarray) -> bytes:
 class _Group:
     """Records checked together: one scheme, their public lattices built once, one batched decode."""
 
-    def __init__(self, scheme, names: list[str], records: list) -> None:
+    def __init__(self, scheme) -> None:
         self.scheme = scheme
-        self.names = names
-        self.records = records
-        self.lattices = [scheme.public_lattice(r) for r in records]
+        self.names: list[str] = []
+        self.records: list = []
+        self.lattices: list = []
+
+    def add(self, name: str, record) -> None:
+        """Check the record against the scheme and rebuild its public lattice (RecordError if unusable)."""
+        lattice = self.scheme.public_lattice(record)
+        self.names.append(name)
+        self.records.append(record)
+        self.lattices.append(lattice)
 
     def candidates(self, embedding: np.ndarray):
         """(user, record, secret) for every record whose lattice decodes this embedding within the radius."""

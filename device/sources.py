@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -295,7 +296,8 @@ class VideoSource(Source):
                         continue
 
     def _read(self, timeout: float) -> Frame | None:
-        deadline = self.clock.now() + timeout
+        # Waiting is real time whatever clock stamps the frames (a manual clock never advances here).
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 image = self._queue.get(timeout=min(0.05, max(timeout, 0.0)))
@@ -304,7 +306,7 @@ class VideoSource(Source):
                 if self._ended.is_set() and self._queue.empty():
                     self._open = False
                     return None
-                if self.clock.now() >= deadline:
+                if time.monotonic() >= deadline:
                     return None
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from latticelock.kernels import babai, cvp
+from latticelock.kernels.cvp import DEFAULT_MAX_NODES
 from latticelock.kernels.lattice import ReducedBasis
 
 BACKENDS = ("auto", "cpu", "gpu")
@@ -38,9 +39,11 @@ def babai_decode(rb: ReducedBasis, targets: np.ndarray, backend: str = "auto") -
     return impl.babai_decode(rb, targets)
 
 
-def cvp_decode(rb: ReducedBasis, targets: np.ndarray, radius: float, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def cvp_decode(
+    rb: ReducedBasis, targets: np.ndarray, radius: float, max_nodes: int = DEFAULT_MAX_NODES, backend: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
     impl = _gpu(backend) or cvp
-    return impl.cvp_decode(rb, targets, radius)
+    return impl.cvp_decode(rb, targets, radius, max_nodes)
 
 
 def babai_decode_many(rbs: list[ReducedBasis], targets: np.ndarray, backend: str = "auto") -> np.ndarray:
@@ -49,7 +52,11 @@ def babai_decode_many(rbs: list[ReducedBasis], targets: np.ndarray, backend: str
 
 
 def cvp_decode_many(
-    rbs: list[ReducedBasis], targets: np.ndarray, radius: float, backend: str = "auto"
+    rbs: list[ReducedBasis],
+    targets: np.ndarray,
+    radius: float,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    backend: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     impl = _gpu(backend) or cvp
-    return impl.cvp_decode_many(rbs, targets, radius)
+    return impl.cvp_decode_many(rbs, targets, radius, max_nodes)

@@ -1,8 +1,8 @@
 """Baseline "facial-fe": the E8 lattice fuzzy extractor of Zhang, Cui and Yu (2021).
 
 Gen: y = scale * x; w = nearest E8 point of each 8-coordinate block of y (64 blocks for 512-d);
-store helper = y - w, a random salt and HMAC-SHA256(salt, w). Rep: w' = E8-decode(scale * x' + helper)
-is w exactly when every block of scale * (x' - x) stays in E8's Voronoi cell; accept when the keyed
+store helper = y - w, a random salt and HMAC-SHA256(salt, w). Rep: w' = E8-decode(scale * x' - helper)
+= E8-decode(w + scale * (x' - x)) is w exactly when every block of scale * (x' - x) stays in E8's Voronoi cell; accept when the keyed
 hashes match (constant-time comparison). The key is derived from w and the salt, both recoverable by a
 thief who inverts the helper (the forensics tools show it).
 
@@ -64,7 +64,7 @@ class FacialFEScheme(SchemeBase):
         helper, salt, tag = record["helper"], record["salt"], record["tag"]
         if helper.shape != (EMBEDDING_DIM,) or len(salt) != SALT_BYTES or len(tag) != 32:
             raise RecordError("facial-fe record has fields of the wrong size")
-        codewords = decode_blocks(self.scale * as_embeddings(embeddings) + helper)
+        codewords = decode_blocks(self.scale * as_embeddings(embeddings) - helper)
         keys: list[bytes | None] = []
         for w in codewords:
             data = _codeword_bytes(w)

@@ -180,9 +180,8 @@ class L2FEScheme(SchemeBase):
     def public_lattice(self, record: Record) -> PublicLattice:
         """Check a record against this scheme and rebuild its public lattice."""
         p = self.params
-        if record.scheme_id == SCHEME_ID_HARDENED and self.mac is None:
-            raise SchemeError("record was enrolled in hardened mode: verifying it needs the microcontroller's MAC")
-        record.expect(self.scheme_id, p.name, FIELDS)
+        # Either mode's lattice is public; only testing a secret needs the matching mode (_check_mode).
+        record.expect(SCHEME_ID_HARDENED if record.scheme_id == SCHEME_ID_HARDENED else SCHEME_ID, p.name, FIELDS)
         seed, c, salt, verifier = (record[f] for f in FIELDS)
         for name, value, size in (("seed", seed, SEED_BYTES), ("salt", salt, SALT_BYTES), ("verifier", verifier, VERIFIER_BYTES)):
             if not isinstance(value, bytes) or len(value) != size:
@@ -191,6 +190,12 @@ class L2FEScheme(SchemeBase):
             raise RecordError(f"l2fe-hash record field 'c' must hold {p.m} residues mod {p.q}")
         A = expand_matrix(seed, p.m, p.n, p.q)
         return PublicLattice(A, c.astype(np.int64), reduced_basis_for(seed, p.m, p.n, p.q, p.bkz_block), _solver(seed, p.m, p.n, p.q))
+
+    def _check_mode(self, record: Record) -> None:
+        if record.scheme_id == SCHEME_ID_HARDENED and self.mac is None:
+            raise SchemeError("record was enrolled in hardened mode: testing it needs the microcontroller's MAC")
+        if record.scheme_id == SCHEME_ID and self.mac is not None:
+            raise SchemeError("record was enrolled without the microcontroller's MAC; use a scheme without mac")
 
     def targets(self, record: Record, embeddings: np.ndarray) -> np.ndarray:
         """The decoding targets c - e' (centred mod q) for candidate embeddings, float64[k, m]."""
@@ -213,11 +218,13 @@ class L2FEScheme(SchemeBase):
 
     def check_secret(self, record: Record, s: np.ndarray) -> bytes | None:
         """The key if s is the record's secret (one KDF evaluation, constant-time comparison), else None."""
+        self._check_mode(record)
         verifier, key = derive(s, record["salt"], self.kdf, self.mac)
         return key if hmac.compare_digest(verifier, record["verifier"]) else None
 
     def verify_many(self, record: Record, embeddings: np.ndarray) -> list[bytes | None]:
         lattice = self.public_lattice(record)
+        self._check_mode(record)
         vectors, found = self.decode(lattice.basis, self.targets(record, embeddings))
         secrets_, solved = lattice.solver.solve_many(vectors)
         keys: list[bytes | None] = [None] * len(vectors)
@@ -234,6 +241,8 @@ class L2FEScheme(SchemeBase):
         if not records:
             return []
         lattices = [self.public_lattice(r) for r in records]
+        for record in records:
+            self._check_mode(record)
         probe = as_embedding(embedding)[None, :]
         targets = np.concatenate([self.targets(r, probe) for r in records])
         vectors, found = self.decode([lat.basis for lat in lattices], targets)

@@ -51,13 +51,11 @@ def margin_crop(image: np.ndarray, face: Face, size: int = CROP_SIZE, margin: in
 
 
 def landmark_crop(image: np.ndarray, face: Face, size: int = CROP_SIZE) -> np.ndarray:
-    """Similarity-warp the face so its five landmarks best fit the template (least squares)."""
+    """Similarity-warp the face so its five landmarks fit the template (LMedS fit, refined on the inliers)."""
     template = TEMPLATE_160 * (size / CROP_SIZE)
-    matrix, _ = cv2.estimateAffinePartial2D(
-        face.landmarks.astype(np.float32), template, method=cv2.LMEDS
-    )
-    scale = float(np.hypot(matrix[0, 0], matrix[1, 0])) if matrix is not None else 0.0
-    if not np.all(np.isfinite(matrix if matrix is not None else np.nan)) or scale < 1e-3 or scale > 1e3:
+    matrix, _ = cv2.estimateAffinePartial2D(face.landmarks.astype(np.float32), template, method=cv2.LMEDS)
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0])) if matrix is not None and np.all(np.isfinite(matrix)) else 0.0
+    if not 1e-3 < scale < 1e3:
         # Degenerate landmarks (e.g. all on one point) give no usable transform; the box still frames the face.
         return margin_crop(image, face, size)
     # Shrinking by more than 2x with a bilinear warp aliases; pre-shrink the image first.

@@ -139,7 +139,7 @@ def test_lockout_blocks_attempts_after_five_failures(tmp_path, store):
 
 
 def test_empty_store_is_an_error(store):
-    with pytest.raises(DeviceError, match="no users"):
+    with pytest.raises(DeviceError, match="no usable users"):
         Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
 
 
@@ -193,6 +193,9 @@ def test_hardened_enrol_and_unlock_through_the_mcu(tmp_path, store, mcu_factory)
         Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
 
     mcu = mcu_factory(provisioning=False)
+    with pytest.raises(EnrolmentError, match="provisioning"):
+        enrol_person(tmp_path, store, "bob", person=2, mcu=mcu)
+    assert mcu.status()["failures"] == 0 and [u.name for u in store.users()] == ["alice"]
     auth = Authenticator(store, FakePipeline(), mcu=mcu, scheme_options=SCHEME_OPTIONS)
     genuine = attempt(tmp_path, auth, 1, [100, 101, 102])
     assert genuine.accepted and genuine.mcu_unlocked
@@ -220,3 +223,16 @@ def test_one_kdf_per_attempt_however_many_frames_match(tmp_path, store):
     result = attempt(tmp_path, auth, 1, [100, 101, 102])
     assert result.accepted and result.verdict.matches == 3 and len(calls) == 1
     assert attempt(tmp_path, auth, 1, [120, 121, 122]).accepted and len(calls) == 2  # the memo lives for one attempt
+
+
+def test_a_record_the_scheme_refuses_is_skipped(tmp_path, store):
+    from latticelock.kernels.record import Record
+
+    enrol_person(tmp_path, store, "alice", person=1)
+    good = store.get("alice").record()
+    fields = dict(good.fields)
+    fields["c"] = fields["c"][:-1]
+    store.put("mallory", Record(good.scheme_id, good.parameter_set, fields))
+    auth = Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+    assert auth.user_names == ["alice"] and auth.skipped[0][0] == "mallory"
+    assert attempt(tmp_path, auth, 1, [100, 101]).user == "alice"

@@ -134,3 +134,16 @@ def test_file_source_plays_a_video_and_loops(tmp_path):
     levels = [int(f.image.mean()) for f in frames]
     assert levels[:5] == levels[5:] and levels[0] < levels[4]
     assert source.capture(0.1) is None
+
+
+def test_a_silent_live_source_times_out_in_real_time_even_with_a_manual_clock():
+    import queue
+    import threading
+
+    source = VideoSource("v4l2:///dev/fake", SourceOptions(timeout=0.2), ManualClock(), "/dev/fake", cv2.CAP_V4L2, live=True)
+    source._open = True
+    source._queue = queue.Queue()
+    source._ended = threading.Event()
+    assert source.capture(0.2) is None and source.is_streaming
+    with pytest.raises(SourceError, match="no frame within 0.2 s"):
+        next(iter(source))

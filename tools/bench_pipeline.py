@@ -18,6 +18,7 @@ import numpy as np
 
 FRAME_W, FRAME_H = 640, 480
 GRID = (4, 2)
+SINGLE_FACE = "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"
 
 
 def datasets_dir() -> Path:
@@ -38,8 +39,10 @@ def compose_frames(dataset: Path | None, seed: int = 0) -> tuple[np.ndarray, np.
         return noise, noise.copy(), "synthetic noise (no datasets folder)"
     people = sorted(p for p in lfw.iterdir() if p.is_dir())
     rng = np.random.default_rng(seed)
-    picks = [people[i] for i in rng.choice(len(people), size=GRID[0] * GRID[1] + 1, replace=False)]
-    photos = [load_image(sorted(p.iterdir())[0]) for p in picks]
+    picks = [people[i] for i in rng.choice(len(people), size=GRID[0] * GRID[1], replace=False)]
+    # A portrait with no second face in its background (many LFW photos have one).
+    single = lfw / SINGLE_FACE if (lfw / SINGLE_FACE).is_file() else sorted(picks[0].iterdir())[0]
+    photos = [load_image(single)] + [load_image(sorted(p.iterdir())[0]) for p in picks]
     one = np.zeros((FRAME_H, FRAME_W, 3), dtype=np.uint8)
     big = cv2.resize(photos[0], (FRAME_H, FRAME_H), interpolation=cv2.INTER_LINEAR)
     x0 = (FRAME_W - FRAME_H) // 2

@@ -4,7 +4,8 @@ Output arrays: `embeddings` float32 [N, 512], `labels` (identity = folder name),
 to the dataset folder), `failures` (relative paths with no face or an unreadable image) and
 `failure_reasons` beside them. The run is resumable: every `--checkpoint-every` images the results so
 far go atomically to `OUT.partial.npz`; a rerun with the same options continues from there, and the
-final file is written atomically, after which the side file is removed.
+final file is written atomically, after which the side file is removed. Both are created readable
+by their owner only: embeddings are biometric data.
 """
 
 from __future__ import annotations

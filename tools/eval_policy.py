@@ -16,7 +16,6 @@ cheap Argon2id for speed: no decision depends on its cost (the output says so).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os

@@ -36,43 +36,38 @@ struct Basis {
 // x = t @ proj, summed in increasing j (babai.gs_coordinates).
 template <bool MANY>
 __device__ __forceinline__ void gs_coordinates(const Basis<MANY>& B, const double* __restrict__ t, double* x) {
-    double tt[M];
-#pragma unroll
-    for (int j = 0; j < M; ++j) tt[j] = t[j];
-#pragma unroll
     for (int i = 0; i < M; ++i) {
         double acc = 0.0;
-#pragma unroll
-        for (int j = 0; j < M; ++j) acc += tt[j] * B.p(j, i);
+        for (int j = 0; j < M; ++j) acc += t[j] * B.p(j, i);
         x[i] = acc;
     }
 }
 
-// out += c * b_row in int64, skipping zero coefficients as the CPU does (the sum is exact either way).
+// v = sum_r coeff_r b_r in int64 (exact, so the order of the sum is free; zero coefficients skipped).
 template <bool MANY>
-__device__ __forceinline__ void add_row(const Basis<MANY>& B, int row, long long c, long long* v) {
-    if (c == 0) return;
-#pragma unroll
-    for (int j = 0; j < M; ++j) v[j] += c * B.b(row, j);
+__device__ __forceinline__ void write_vector(const Basis<MANY>& B, const double* coeff, long long* __restrict__ out) {
+    for (int j = 0; j < M; ++j) {
+        long long v = 0;
+        for (int r = 0; r < M; ++r) {
+            const long long cr = (long long)coeff[r];
+            if (cr != 0) v += cr * B.b(r, j);
+        }
+        out[j] = v;
+    }
 }
 
 // babai._nearest_plane: c_i = floor(x_i + 0.5) from the top, then x_j -= c_i mu[i][j] for j < i.
 template <bool MANY>
 __device__ void babai(const Basis<MANY>& B, const double* __restrict__ target, long long* __restrict__ out) {
     double x[M];
-    long long v[M];
+    double coeff[M];
     gs_coordinates(B, target, x);
-#pragma unroll
-    for (int j = 0; j < M; ++j) v[j] = 0;
-#pragma unroll
     for (int i = M - 1; i >= 0; --i) {
         const double c = floor(x[i] + 0.5);
-#pragma unroll
+        coeff[i] = c;
         for (int j = 0; j < i; ++j) x[j] -= c * B.m_u(i, j);
-        add_row(B, i, (long long)c, v);
     }
-#pragma unroll
-    for (int j = 0; j < M; ++j) out[j] = v[j];
+    write_vector(B, coeff, out);
 }
 
 // cvp._enumerate with room for one point (cvp._closest): depth-first Schnorr-Euchner enumeration in
@@ -92,7 +87,7 @@ constexpr int EXHAUSTED = 1;
 
 template <bool MANY>
 __device__ int closest(const Basis<MANY>& B, const double* __restrict__ target, double bound, long long max_nodes,
-                       double* best, bool* have, long long* nodes_out) {
+                       double* best, bool* have, long long* nodes_out, long long* terms_out) {
     double x[M], c[M], ctr[M], partial[M + 1];
     int dx[M], ddx[M];
 #if LL_CENTRE_CACHE
@@ -114,6 +109,7 @@ __device__ int closest(const Basis<MANY>& B, const double* __restrict__ target, 
     double held = 0.0;  // squared distance of the point held
     bool size = false;
     long long nodes = 0;
+    long long terms = 0;  // centre terms x_i - c_k mu[k][i] computed: the flop count beyond the nodes
     int status = COMPLETE;
     int i = M - 1;
     ctr[i] = x[i];
@@ -145,11 +141,13 @@ __device__ int closest(const Basis<MANY>& B, const double* __restrict__ target, 
             i -= 1;
 #if LL_CENTRE_CACHE
             for (int k = stale[i]; k > i; --k) sig[i][k] = sig[i][k + 1] - c[k] * B.m_u(k, i);
+            terms += stale[i] - i;
             stale[i] = i;
             ctr[i] = sig[i][i + 1];
 #else
             double s = x[i];
             for (int k = M - 1; k > i; --k) s = s - c[k] * B.m_u(k, i);
+            terms += M - 1 - i;
             ctr[i] = s;
 #endif
             c[i] = floor(ctr[i] + 0.5);
@@ -169,22 +167,23 @@ __device__ int closest(const Basis<MANY>& B, const double* __restrict__ target, 
     }
     *have = size;
     *nodes_out = nodes;
+    *terms_out = terms;
     return status;
 }
 
 template <bool MANY>
 __device__ void cvp(const Basis<MANY>& B, const double* __restrict__ target, double bound, long long max_nodes,
                     long long* __restrict__ out, unsigned char* __restrict__ found, unsigned char* __restrict__ status,
-                    long long* __restrict__ nodes) {
+                    long long* __restrict__ nodes, long long* __restrict__ terms) {
     double best[M];
     bool have;
-    *status = (unsigned char)closest(B, target, bound, max_nodes, best, &have, nodes);
+    *status = (unsigned char)closest(B, target, bound, max_nodes, best, &have, nodes, terms);
     *found = have ? 1 : 0;
-    long long v[M];
-    for (int j = 0; j < M; ++j) v[j] = 0;
-    if (have)
-        for (int r = 0; r < M; ++r) add_row(B, r, (long long)best[r], v);
-    for (int j = 0; j < M; ++j) out[j] = v[j];
+    if (have) {
+        write_vector(B, best, out);
+    } else {
+        for (int j = 0; j < M; ++j) out[j] = 0;
+    }
 }
 
 #define BABAI_ENTRY(NAME, MANY)                                                                              \
@@ -202,12 +201,29 @@ __device__ void cvp(const Basis<MANY>& B, const double* __restrict__ target, dou
                                     const double* __restrict__ sqnorm, const double* __restrict__ mu,        \
                                     const long long* __restrict__ basis, long long* __restrict__ out,        \
                                     unsigned char* __restrict__ found, unsigned char* __restrict__ status,   \
-                                    long long* __restrict__ nodes) {                                         \
+                                    long long* __restrict__ nodes, long long* __restrict__ terms) {          \
         const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;                                \
         if (i >= k) return;                                                                                  \
         cvp(Basis<MANY>{proj, sqnorm, mu, basis, k, i}, targets + i * M, bound, max_nodes, out + i * M,      \
-            found + i, status + i, nodes + i);                                                               \
+            found + i, status + i, nodes + i, terms + i);                                                    \
     }
+
+// out[c][r] = in[r][c] for 8-byte words, in 32 x 32 tiles through shared memory (coalesced both ways):
+// turns k stacked bases [k][e] into the element-major layout [e][k] on the device.
+extern "C" __global__ void transpose8(const unsigned long long* __restrict__ in, unsigned long long* __restrict__ out,
+                                      long long rows, long long cols) {
+    __shared__ unsigned long long tile[32][33];
+    const long long c0 = (long long)blockIdx.x * 32, r0 = (long long)blockIdx.y * 32;
+    for (int y = threadIdx.y; y < 32; y += blockDim.y) {
+        const long long r = r0 + y, c = c0 + threadIdx.x;
+        if (r < rows && c < cols) tile[y][threadIdx.x] = in[r * cols + c];
+    }
+    __syncthreads();
+    for (int y = threadIdx.y; y < 32; y += blockDim.y) {
+        const long long c = c0 + y, r = r0 + threadIdx.x;
+        if (r < rows && c < cols) out[c * rows + r] = tile[threadIdx.x][y];
+    }
+}
 
 BABAI_ENTRY(babai_one, false)
 BABAI_ENTRY(babai_many, true)

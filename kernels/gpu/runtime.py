@@ -8,6 +8,7 @@ TensorRT) and pushed around each call, so the decoders work from whichever threa
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from functools import lru_cache
 from importlib import resources
@@ -22,6 +23,9 @@ MAX_DIMENSION = 128
 # rounding; nvcc does by default, which would move results near rounding boundaries.
 NVCC_OPTIONS = ("--fmad=false", "-O3", "-std=c++17")
 BLOCK = 128
+# How the enumeration finds each level's centre (same bits either way, see decoders.cu): recompute it
+# (default) or keep fplll's table of partial sums in local memory; set to 1 to measure the latter.
+CENTRE_CACHE_ENV = "LATTICELOCK_GPU_CENTRE_CACHE"
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -79,14 +83,24 @@ def active() -> Iterator[object]:
         cuda.Context.pop()
 
 
-@lru_cache(maxsize=None)
-def module(m: int):
-    """The decoder module built for dimension m (nvcc's output is also cached on disk by PyCUDA)."""
+def build_options(m: int) -> list[str]:
+    """nvcc options for the module of dimension m."""
     if not 1 <= m <= MAX_DIMENSION:
         raise KernelsError(f"GPU decoders support 1 <= m <= {MAX_DIMENSION}, got m={m}")
+    cache = 1 if os.environ.get(CENTRE_CACHE_ENV, "0") == "1" else 0
+    return [*NVCC_OPTIONS, f"-DLL_M={m}", f"-DLL_CENTRE_CACHE={cache}"]
+
+
+def module(m: int):
+    """The decoder module built for dimension m (nvcc's output is also cached on disk by PyCUDA)."""
+    return _module(tuple(build_options(m)))
+
+
+@lru_cache(maxsize=None)
+def _module(options: tuple[str, ...]):
     from pycuda.compiler import SourceModule
 
-    return SourceModule(source(), options=[*NVCC_OPTIONS, f"-DLL_M={m}"], no_extern_c=True)
+    return SourceModule(source(), options=list(options), no_extern_c=True)
 
 
 def device_name() -> str:

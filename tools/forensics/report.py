@@ -324,8 +324,9 @@ def format_report(report: Report) -> str:
         note = c.get("note", "")
         if "victim" in c:
             note = f"victim {c['victim']}: recovered={c['recovered']} in {c['seconds']:.1f} s, {c['kdf']}"
-        lines.append(f"{c['parameter_set']:<24} {c['attack']:<32} {gps if gps is None else f'{gps:11.1f}':>11} "
-                     f"{spg if spg is None else f'{spg:10.2e}':>10} {c['verifications']:>8}  {note}")
+        gps_s = "-" if gps is None else f"{gps:.1f}"
+        spg_s = "-" if spg is None else f"{spg:.2e}"
+        lines.append(f"{c['parameter_set']:<24} {c['attack']:<32} {gps_s:>11} {spg_s:>10} {c['verifications']:>8}  {note}")
     lattice = [r for r in report.rows if r["attack"] == "lattice" and r["test_set"] == "unlock"]
     for r in lattice:
         lines.append(f"lattice {r['parameter_set']}: {r['kdf_evaluations']} KDF evaluations in total for "

@@ -1,0 +1,280 @@
+"""LFW protocol maths, the embeddings file, and resumable dataset embedding."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latticelock.tools.cli import main
+from latticelock.tools.errors import ToolsError
+from latticelock.tools.eval_embed import EmbeddingSet, embed_dataset, list_images, partial_path
+from latticelock.tools.eval_lfw import (
+    Pair,
+    best_threshold,
+    equal_error_rate,
+    evaluate,
+    lfw_report,
+    read_pairs,
+    roc,
+    tar_at_far,
+)
+
+# --- pairs file ------------------------------------------------------------------------------------
+
+PAIRS_TEXT = "2 1\nAna 1 2\nAna 1 Bob 1\nBob 1 2\nCid 3 Ana 2\n"
+
+
+def test_read_pairs_follows_the_lfw_layout(tmp_path):
+    path = tmp_path / "pairs.txt"
+    path.write_text(PAIRS_TEXT)
+    pairs = read_pairs(path)
+    assert pairs == [
+        Pair(0, "Ana/Ana_0001.jpg", "Ana/Ana_0002.jpg", True),
+        Pair(0, "Ana/Ana_0001.jpg", "Bob/Bob_0001.jpg", False),
+        Pair(1, "Bob/Bob_0001.jpg", "Bob/Bob_0002.jpg", True),
+        Pair(1, "Cid/Cid_0003.jpg", "Ana/Ana_0002.jpg", False),
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "two 1\n", "2 1\nAna 1 2\n", "1 1\nAna 1 2\nAna x Bob 1\n", "1 1\nAna 1\nB 1 C 1\n"])
+def test_read_pairs_rejects_malformed_files(tmp_path, text):
+    path = tmp_path / "pairs.txt"
+    path.write_text(text)
+    with pytest.raises(ToolsError):
+        read_pairs(path)
+
+
+def test_official_pairs_file_has_ten_folds_of_six_hundred(datasets):
+    pairs = read_pairs(datasets / "lfw_pairs.txt")
+    assert len(pairs) == 6000
+    assert [sum(p.fold == k for p in pairs) for k in range(10)] == [600] * 10
+    assert sum(p.same for p in pairs) == 3000
+
+
+# --- verification maths ----------------------------------------------------------------------------
+
+def _brute_best_accuracy(d, s):
+    candidates = np.concatenate([[-1.0], d])
+    return max(np.mean((d <= t) == s) for t in candidates)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.booleans()), min_size=1, max_size=40))
+def test_best_threshold_matches_brute_force(items):
+    d = np.array([x / 10 for x, _ in items], dtype=float)
+    s = np.array([b for _, b in items])
+    threshold, accuracy = best_threshold(d, s)
+    assert accuracy == pytest.approx(_brute_best_accuracy(d, s))
+    assert np.mean((d <= threshold) == s) == pytest.approx(accuracy)
+
+
+def test_evaluate_on_separable_and_overlapping_scores():
+    rng = np.random.default_rng(0)
+    same = np.repeat([True, False], 500)
+    folds = np.tile(np.arange(10), 100)
+    separable = np.where(same, rng.uniform(0.2, 0.8, 1000), rng.uniform(1.2, 1.8, 1000))
+    figures = evaluate(separable, same, folds)
+    assert figures["accuracy"] == 1.0 and figures["eer"] == 0.0 and figures["tar_at_far"]["1e-3"] == 1.0
+    assert 0.8 < figures["threshold"] < 1.2
+    # Overlapping Gaussians at +-1 sigma around the midpoint: accuracy and 1 - EER near Phi(1) = 0.841.
+    noisy = np.where(same, rng.normal(0.0, 1.0, 1000), rng.normal(2.0, 1.0, 1000))
+    figures = evaluate(noisy, same, folds)
+    assert 0.79 < figures["accuracy"] < 0.89 and 0.11 < figures["eer"] < 0.21
+    assert figures["accuracy_std"] > 0
+
+
+def test_roc_is_monotone_and_tar_at_far_reads_it():
+    d = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    s = np.array([True, True, False, True, False, False])
+    far, tar, _ = roc(d, s)
+    assert np.all(np.diff(far) >= 0) and np.all(np.diff(tar) >= 0)
+    assert far[-1] == 1.0 and tar[-1] == 1.0
+    assert tar_at_far(far, tar, 0.0) == pytest.approx(2 / 3)
+    assert tar_at_far(far, tar, 1 / 3) == 1.0
+    assert equal_error_rate(far, tar) == pytest.approx(1 / 3)
+
+
+def test_evaluate_needs_two_folds():
+    with pytest.raises(ToolsError):
+        evaluate(np.array([0.1, 0.2]), np.array([True, False]), np.array([0, 0]))
+
+
+# --- embeddings files and failures -------------------------------------------------------------------
+
+def _pairs_and_embeddings(n_people=12, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_people, 512))
+    embeddings, pairs = {}, []
+    for k in range(n_people):
+        for i in (1, 2):
+            v = centres[k] + rng.normal(scale=0.3, size=512)
+            embeddings[f"P{k}/P{k}_{i:04d}.jpg"] = (v / np.linalg.norm(v)).astype(np.float32)
+    for k in range(n_people):
+        pairs.append(Pair(k % 2, f"P{k}/P{k}_0001.jpg", f"P{k}/P{k}_0002.jpg", True))
+        pairs.append(Pair(k % 2, f"P{k}/P{k}_0001.jpg", f"P{(k + 1) % n_people}/P{(k + 1) % n_people}_0002.jpg", False))
+    return pairs, embeddings
+
+
+def test_failed_detections_count_as_rejections_without_a_dataset():
+    pairs, embeddings = _pairs_and_embeddings()
+    failed = "P0/P0_0002.jpg"
+    del embeddings[failed]
+    report = lfw_report(pairs, embeddings, [failed], dataset=None)
+    assert report.pairs == len(pairs) and report.pairs_with_fallback == 2
+    assert "infinite" in report.fallback
+    assert report.accuracy < 1.0  # the same-person pair P0 is now a false rejection
+
+
+def test_images_neither_embedded_nor_failed_are_an_error():
+    pairs, embeddings = _pairs_and_embeddings()
+    del embeddings["P3/P3_0001.jpg"]
+    with pytest.raises(ToolsError, match="neither embedded nor listed"):
+        lfw_report(pairs, embeddings, [], dataset=None)
+
+
+def test_eval_lfw_command_prints_a_table_and_writes_json(tmp_path, capsys):
+    pairs, embeddings = _pairs_and_embeddings()
+    (tmp_path / "pairs.txt").write_text(
+        "2 6\n" + "".join(
+            (f"{p.first.split('/')[0]} {int(p.first[-8:-4])} {int(p.second[-8:-4])}\n" if p.same else
+             f"{p.first.split('/')[0]} {int(p.first[-8:-4])} {p.second.split('/')[0]} {int(p.second[-8:-4])}\n")
+            for fold in (0, 1) for same in (True, False) for p in pairs if p.fold == fold and p.same == same
+        )
+    )
+    files = sorted(embeddings)
+    np.savez(tmp_path / "e.npz", embeddings=np.stack([embeddings[f] for f in files]),
+             labels=np.array([f.split("/")[0] for f in files]), files=np.array(files), failures=np.array([], dtype=str))
+    code = main(["eval", "lfw", "--pairs", str(tmp_path / "pairs.txt"), "--embeddings", str(tmp_path / "e.npz"),
+                 "--json", str(tmp_path / "out.json")])
+    assert code == 0
+    assert "accuracy" in capsys.readouterr().out
+    result = json.loads((tmp_path / "out.json").read_text())
+    for key in ("accuracy", "accuracy_std", "tar_at_far_1e-3", "eer", "threshold"):
+        assert key in result
+    assert result["accuracy"] == 1.0
+
+
+def test_eval_lfw_command_reports_an_unreadable_embeddings_file(tmp_path, capsys):
+    (tmp_path / "pairs.txt").write_text(PAIRS_TEXT)
+    (tmp_path / "e.npz").write_bytes(b"not an npz")
+    assert main(["eval", "lfw", "--pairs", str(tmp_path / "pairs.txt"), "--embeddings", str(tmp_path / "e.npz")]) == 2
+    assert "cannot read embeddings file" in capsys.readouterr().err
+
+
+# --- resumable dataset embedding -------------------------------------------------------------------
+
+class FakePipeline:
+    """Stands in for FacePipeline: faces everywhere except in images whose top-left pixel is black."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls, self.fail_after = 0, fail_after
+
+    def faces(self, image):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt  # simulates the run being stopped
+        return [] if image[0, 0, 0] == 0 else ["face"]
+
+    @staticmethod
+    def choose(faces, shape):
+        return faces[0] if faces else None
+
+    @staticmethod
+    def crop(image, face):
+        return np.zeros((160, 160, 3), np.uint8) + image[0, 0]
+
+    @staticmethod
+    def embed_crops(crops):
+        out = np.zeros((len(crops), 512), np.float32)
+        out[:, 0] = crops[:, 0, 0, 0]
+        return out
+
+
+def _dataset(tmp_path):
+    import cv2
+
+    root = tmp_path / "faces"
+    for person in ("ann", "bob"):
+        (root / person).mkdir(parents=True)
+        for i in range(5):
+            value = 0 if (person, i) == ("bob", 3) else 10 * i + (100 if person == "bob" else 50)
+            cv2.imwrite(str(root / person / f"{i}.png"), np.full((20, 20, 3), value, np.uint8))
+    (root / "bob" / "broken.jpg").write_bytes(b"garbage")
+    (root / "notes.csv").write_text("not an identity folder\n")
+    return root
+
+
+def test_embed_dataset_resumes_from_its_checkpoint(tmp_path):
+    root = _dataset(tmp_path)
+    files = list_images(root)
+    assert len(files) == 11 and files[0] == "ann/0.png"
+    out = tmp_path / "out.npz"
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(root, files, lambda: FakePipeline(fail_after=6), out, {"k": 1}, checkpoint_every=2, chunk=2,
+                      progress=False)
+    assert not out.exists()
+    saved = EmbeddingSet.load(partial_path(out))
+    assert 0 < len(saved.done()) < 11
+    fresh = FakePipeline()
+    result = embed_dataset(root, files, lambda: fresh, out, {"k": 1}, checkpoint_every=2, chunk=2, progress=False)
+    remaining = [f for f in files if f not in saved.done()]
+    # Only the images not yet done are looked at again (the broken file fails before detection).
+    assert fresh.calls == len([f for f in remaining if f != "bob/broken.jpg"])
+    assert not partial_path(out).exists()
+    with np.load(out) as data:
+        assert sorted(data["files"]) == sorted(f for f in files if f not in ("bob/3.png", "bob/broken.jpg"))
+        assert sorted(data["failures"]) == ["bob/3.png", "bob/broken.jpg"]
+        assert list(data["labels"]) == [f.split("/")[0] for f in data["files"]]
+        by_file = dict(zip(data["files"], data["embeddings"][:, 0]))
+    assert by_file["bob/4.png"] == 140 and by_file["ann/0.png"] == 50
+
+
+def test_embed_dataset_refuses_a_checkpoint_from_other_options(tmp_path):
+    root = _dataset(tmp_path)
+    out = tmp_path / "out.npz"
+    EmbeddingSet(config={"alignment": "margin"}).save(partial_path(out))
+    with pytest.raises(ToolsError, match="other options"):
+        embed_dataset(root, list_images(root), FakePipeline, out, {"alignment": "landmarks"}, progress=False)
+
+
+def test_list_images_needs_identity_folders(tmp_path):
+    with pytest.raises(ToolsError):
+        list_images(tmp_path / "absent")
+    with pytest.raises(ToolsError):
+        list_images(tmp_path)
+
+
+@pytest.mark.integration
+def test_eval_embed_command_on_real_faces(tmp_path, datasets, capsys):
+    root = tmp_path / "lfw"
+    for name in ("Colin_Powell/Colin_Powell_0001.jpg", "Colin_Powell/Colin_Powell_0002.jpg", "Serena_Williams/Serena_Williams_0001.jpg"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(datasets / "lfw" / name, root / name)
+    (root / "Serena_Williams" / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "e.npz"
+    assert main(["eval", "embed", str(root), "--out", str(out), "--threads", "1", "--quiet"]) == 0
+    with np.load(out) as data:
+        assert data["embeddings"].shape == (3, 512) and data["embeddings"].dtype == np.float32
+        assert list(data["failures"]) == ["Serena_Williams/empty.jpg"]
+        e = dict(zip(data["files"], data["embeddings"]))
+    assert np.linalg.norm(e["Colin_Powell/Colin_Powell_0001.jpg"] - e["Colin_Powell/Colin_Powell_0002.jpg"]) < np.linalg.norm(
+        e["Colin_Powell/Colin_Powell_0001.jpg"] - e["Serena_Williams/Serena_Williams_0001.jpg"]
+    )
+
+
+def make_fake_pipeline() -> FakePipeline:
+    return FakePipeline()
+
+
+def test_worker_processes_give_the_same_file_as_one_process(tmp_path):
+    root = _dataset(tmp_path)
+    files = list_images(root)
+    one = embed_dataset(root, files, make_fake_pipeline, tmp_path / "one.npz", {}, chunk=2, progress=False)
+    two = embed_dataset(root, files, make_fake_pipeline, tmp_path / "two.npz", {}, chunk=2, workers=2, progress=False)
+    assert one.files == two.files and one.failures == two.failures
+    np.testing.assert_array_equal(np.stack(one.embeddings), np.stack(two.embeddings))

@@ -1,0 +1,101 @@
+"""`latticelock eval schemes`: pairs parsing, public/evaluated split, thresholds, and a small real run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from latticelock.tools import eval_schemes as ev
+from latticelock.tools.cli import main
+from latticelock.tools.errors import ToolsError
+
+
+def synthetic_lfw(path, identities=60, per_identity=3, seed=0):
+    """Clustered unit vectors named like LFW files: identity centres plus small per-image noise."""
+    rng = np.random.default_rng(seed)
+    emb, labels, files = [], [], []
+    for i in range(identities):
+        centre = rng.standard_normal(512)
+        name = f"Person_{i:03d}"
+        for j in range(1, per_identity + 1):
+            x = centre + 0.6 * rng.standard_normal(512)
+            emb.append(x / np.linalg.norm(x))
+            labels.append(name)
+            files.append(f"{name}/{name}_{j:04d}.jpg")
+    np.savez(path, embeddings=np.array(emb, np.float32), labels=np.array(labels), files=np.array(files),
+             failures=np.array([], dtype=str))
+
+
+def write_pairs(path, same, different):
+    lines = ["1\t%d" % len(same)]
+    lines += [f"{n}\t{i}\t{j}" for n, i, j in same]
+    lines += [f"{a}\t{i}\t{b}\t{j}" for a, i, b, j in different]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def lfw(tmp_path):
+    synthetic_lfw(tmp_path / "lfw.npz")
+    same = [(f"Person_{i:03d}", 1, 2) for i in range(10)] + [("Person_000", 1, 9)]  # image 9 does not exist
+    different = [(f"Person_{i:03d}", 1, f"Person_{i + 10:03d}", 2) for i in range(10)]
+    write_pairs(tmp_path / "pairs.txt", same, different)
+    return tmp_path
+
+
+def test_read_pairs_and_public_split(lfw):
+    data = ev.load_embeddings(lfw / "lfw.npz")
+    pairs = ev.read_pairs(lfw / "pairs.txt", data)
+    assert len(pairs.first) == 20 and pairs.missing == 1 and pairs.same.sum() == 10
+    assert data.labels[pairs.first[0]] == data.labels[pairs.second[0]] == "Person_000"
+    public = ev.public_rows(data, pairs.names)
+    assert len(public) == (60 - 20) * 3
+    assert not set(data.labels[public]) & pairs.names
+
+
+def test_bad_inputs_are_clear(lfw):
+    with pytest.raises(ToolsError, match="not found"):
+        ev.load_embeddings(lfw / "none.npz")
+    data = ev.load_embeddings(lfw / "lfw.npz")
+    (lfw / "bad.txt").write_text("1 1\nonly_two 1\n")
+    with pytest.raises(ToolsError, match="bad.txt:2"):
+        ev.read_pairs(lfw / "bad.txt", data)
+
+
+def test_limit_pairs_keeps_both_classes(lfw):
+    data = ev.load_embeddings(lfw / "lfw.npz")
+    pairs = ev.limit_pairs(ev.read_pairs(lfw / "pairs.txt", data), 6)
+    assert pairs.same.sum() == 3 and (~pairs.same).sum() == 3
+
+
+def test_threshold_at_fpr():
+    impostors = np.arange(1, 1001, dtype=float)
+    t = ev.threshold_at_fpr(impostors, 0.01)
+    assert np.mean(impostors <= t) == pytest.approx(0.01)
+    assert np.mean(impostors <= ev.threshold_at_fpr(impostors, 0.0)) == 0.0
+
+
+def test_small_real_run_writes_the_json(lfw, capsys):
+    out = lfw / "result.json"
+    code = main(["eval", "schemes", "--embeddings", str(lfw / "lfw.npz"), "--pairs", str(lfw / "pairs.txt"),
+                 "--sets", "l2fe-facenet-m32", "--fast-kdf", "--backend", "cpu", "--security-sample", "2",
+                 "--no-progress", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    names = [r["name"] for r in result["schemes"]]
+    assert names[:3] == ["unprotected", "mrp", "facial-fe"]
+    assert {"l2fe-hash/cvp", "l2fe-hash/babai", "l2fe-hash/cvp@1e-3"} <= set(names)
+    for row in result["schemes"]:
+        assert {"name", "parameter_set", "tpr", "fpr"} <= set(row)
+        assert 0 <= row["tpr"] <= 1 and 0 <= row["fpr"] <= 1
+    # Clustered synthetic identities are easy: every genuine pair is accepted without the scheme.
+    assert result["schemes"][0]["tpr"] == 1.0
+    assert result["security"][0]["parameter_set"] == "l2fe-facenet-m32"
+    printed = capsys.readouterr().out
+    assert "Argon2id cost lowered" in printed and "l2fe-hash/cvp" in printed
+
+
+def test_unknown_set_is_an_error(lfw):
+    assert main(["eval", "schemes", "--embeddings", str(lfw / "lfw.npz"), "--pairs", str(lfw / "pairs.txt"),
+                 "--sets", "l2fe-nope"]) == 2

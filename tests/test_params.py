@@ -1,0 +1,82 @@
+"""Parameter sets: checked at import, consistent with their lattice and their shipped projection."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from latticelock.kernels.errors import ParameterSetError
+from latticelock.kernels.kdf import DEVICE_COST
+from latticelock.kernels.params import (
+    PARAMETER_SETS,
+    RADIUS_FRACTION,
+    L2FEParams,
+    gaussian_heuristic,
+    get_parameter_set,
+)
+from latticelock.kernels.projection import load_projection, read_projection
+
+
+def test_gaussian_heuristic_is_the_radius_of_a_ball_of_volume_det():
+    for m, n, q in ((32, 16, 65537), (48, 16, 65537), (64, 16, 65537)):
+        r = gaussian_heuristic(m, n, q)
+        log_ball = m / 2 * math.log(math.pi) - math.lgamma(m / 2 + 1) + m * math.log(r)
+        assert log_ball == pytest.approx((m - n) * math.log(q))
+    # sqrt(m / (2 pi e)) q^((m-n)/m) asymptotically; within 10% already at m = 32.
+    assert gaussian_heuristic(32, 16, 65537) == pytest.approx(math.sqrt(32 / (2 * math.pi * math.e)) * 256, rel=0.1)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETER_SETS))
+def test_each_set_is_consistent(name):
+    p = get_parameter_set(name)
+    assert p.name == name and name.endswith(f"m{p.m}")
+    assert p.radius <= RADIUS_FRACTION * p.lambda1 + 0.1 < 0.5 * p.lambda1
+    assert p.threshold == pytest.approx(p.radius / p.scale)
+    assert p.kdf == DEVICE_COST and p.decoder == "cvp"
+    projection = load_projection(p.projection)
+    assert projection.max_dim >= p.m
+
+
+def test_shipped_projection_is_public_and_documented():
+    name = next(iter(PARAMETER_SETS.values())).projection
+    projection = load_projection(name)
+    prov = projection.provenance
+    for key in ("source", "source_sha256", "images", "identities", "command", "excluded"):
+        assert key in prov
+    gram = projection.components.astype(np.float64) @ projection.components.T.astype(np.float64)
+    np.testing.assert_allclose(gram, np.eye(projection.max_dim), atol=1e-4)
+    variance = prov["explained_variance"]
+    assert variance == sorted(variance, reverse=True)
+
+
+def test_inconsistent_sets_are_refused():
+    good = get_parameter_set("l2fe-facenet-m32")
+    for change in (
+        {"q": 65536},
+        {"n": 32},
+        {"radius": good.lambda1},
+        {"scale": 0.0},
+        {"decoder": "sphere"},
+        {"bkz_block": 1},
+    ):
+        with pytest.raises(ParameterSetError, match="l2fe-facenet-m32"):
+            dataclasses.replace(good, **change)
+    with pytest.raises(ParameterSetError, match="unknown parameter set"):
+        get_parameter_set("l2fe-facenet-m1024")
+    assert isinstance(good, L2FEParams)
+
+
+def test_projection_file_errors_are_clear(tmp_path):
+    with pytest.raises(ParameterSetError, match="missing"):
+        read_projection(tmp_path / "none.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ParameterSetError, match="unreadable"):
+        read_projection(bad)
+    skewed = tmp_path / "skewed.npz"
+    np.savez(skewed, mean=np.zeros(512, np.float32), components=np.ones((4, 512), np.float32), provenance=np.array("{}"))
+    with pytest.raises(ParameterSetError, match="orthonormal"):
+        read_projection(skewed)
