@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from latticelock.kernels.lattice import ReducedBasis
 
-MAX_TARGET = 2.0**40
+MAX_TARGET = 2.0**32
 
 
 @njit(cache=True)
@@ -46,23 +46,35 @@ def _nearest_plane(t, basis, proj, mu, out):
                 out[j] += ci * basis[i, j]
 
 
-def _one_basis(basis, proj, mu, targets, out):
+# Waking numba's worker threads costs tens of microseconds (milliseconds on a loaded machine), more than
+# a few thousand ~1 us decodes: smaller batches run on the calling thread. The serial and threaded
+# kernels are separate functions because numba's on-disk cache keys compiled code by function, not by
+# its parallel flag.
+PARALLEL_MIN_BATCH = 4096
+
+
+@njit(cache=True)
+def _one_basis_serial(basis, proj, mu, targets, out):
+    for r in range(targets.shape[0]):
+        _nearest_plane(targets[r], basis, proj, mu, out[r])
+
+
+@njit(cache=True, parallel=True)
+def _one_basis_parallel(basis, proj, mu, targets, out):
     for r in prange(targets.shape[0]):
         _nearest_plane(targets[r], basis, proj, mu, out[r])
 
 
-def _many_bases(bases, projs, mus, targets, out):
-    for r in prange(targets.shape[0]):
+@njit(cache=True)
+def _many_bases_serial(bases, projs, mus, targets, out):
+    for r in range(targets.shape[0]):
         _nearest_plane(targets[r], bases[r], projs[r], mus[r], out[r])
 
 
-# Waking numba's worker threads costs tens of microseconds (milliseconds on a loaded machine), more than
-# a few thousand ~1 us decodes: smaller batches run on the calling thread.
-PARALLEL_MIN_BATCH = 4096
-_one_basis_serial = njit(cache=True)(_one_basis)
-_one_basis_parallel = njit(cache=True, parallel=True)(_one_basis)
-_many_bases_serial = njit(cache=True)(_many_bases)
-_many_bases_parallel = njit(cache=True, parallel=True)(_many_bases)
+@njit(cache=True, parallel=True)
+def _many_bases_parallel(bases, projs, mus, targets, out):
+    for r in prange(targets.shape[0]):
+        _nearest_plane(targets[r], bases[r], projs[r], mus[r], out[r])
 
 
 def check_targets(targets: np.ndarray, m: int) -> np.ndarray:

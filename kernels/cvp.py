@@ -95,8 +95,9 @@ def _enumerate(t, proj, mu, sqnorm, bound, max_nodes, coeffs, hd, hs):
     sig = np.empty((m, m + 1))
     for i in range(m):
         sig[i, m] = x[i]
-    # sig[i, k] is up to date for k > stale[i].
-    stale = np.full(m, m - 1, dtype=np.int64)
+    # Lazy refresh (fplll's center_partsum_begin): on the way down from level i + 1, row i is recomputed
+    # from column begin[i + 1], the highest level changed since that row was last brought up to date.
+    begin = np.full(m, m - 1, dtype=np.int64)
     c = np.zeros(m)
     ctr = np.zeros(m)
     dx = np.zeros(m)
@@ -138,10 +139,13 @@ def _enumerate(t, proj, mu, sqnorm, bound, max_nodes, coeffs, hd, hs):
                 dx[0] = ddx[0] - dx[0]
                 continue
             partial[i] = d
+            hi = begin[i]
             i -= 1
-            for k in range(stale[i], i, -1):
+            for k in range(hi, i, -1):
                 sig[i, k] = sig[i, k + 1] - c[k] * mu[k, i]
-            stale[i] = i
+            if hi > begin[i]:
+                begin[i] = hi
+            begin[i + 1] = i + 1
             ctr[i] = sig[i, i + 1]
             c[i] = np.floor(ctr[i] + 0.5)
             dx[i] = 1.0 if ctr[i] >= c[i] else -1.0
@@ -153,9 +157,6 @@ def _enumerate(t, proj, mu, sqnorm, bound, max_nodes, coeffs, hd, hs):
             c[i] += dx[i]
             ddx[i] = -ddx[i]
             dx[i] = ddx[i] - dx[i]
-            for k in range(i):
-                if stale[k] < i:
-                    stale[k] = i
 
 
 @njit(cache=True)
@@ -176,23 +177,34 @@ def _closest(t, basis, proj, mu, sqnorm, bound, max_nodes, out):
     return True, status
 
 
-def _one_basis(basis, proj, mu, sqnorm, targets, bound, max_nodes, out, found, status):
+# A decode costs microseconds to milliseconds, so threads pay off from small batches on; a single
+# candidate (the usual unlock) stays on the calling thread. Serial and threaded kernels are separate
+# functions because numba's on-disk cache keys compiled code by function, not by its parallel flag.
+PARALLEL_MIN_BATCH = 16
+
+
+@njit(cache=True)
+def _one_basis_serial(basis, proj, mu, sqnorm, targets, bound, max_nodes, out, found, status):
+    for r in range(targets.shape[0]):
+        found[r], status[r] = _closest(targets[r], basis, proj, mu, sqnorm, bound, max_nodes, out[r])
+
+
+@njit(cache=True, parallel=True)
+def _one_basis_parallel(basis, proj, mu, sqnorm, targets, bound, max_nodes, out, found, status):
     for r in prange(targets.shape[0]):
         found[r], status[r] = _closest(targets[r], basis, proj, mu, sqnorm, bound, max_nodes, out[r])
 
 
-def _many_bases(bases, projs, mus, sqnorms, targets, bound, max_nodes, out, found, status):
-    for r in prange(targets.shape[0]):
+@njit(cache=True)
+def _many_bases_serial(bases, projs, mus, sqnorms, targets, bound, max_nodes, out, found, status):
+    for r in range(targets.shape[0]):
         found[r], status[r] = _closest(targets[r], bases[r], projs[r], mus[r], sqnorms[r], bound, max_nodes, out[r])
 
 
-# A decode costs tens of microseconds or more, so threads pay off from small batches on; a single
-# candidate (the usual unlock) stays on the calling thread.
-PARALLEL_MIN_BATCH = 16
-_one_basis_serial = njit(cache=True)(_one_basis)
-_one_basis_parallel = njit(cache=True, parallel=True)(_one_basis)
-_many_bases_serial = njit(cache=True)(_many_bases)
-_many_bases_parallel = njit(cache=True, parallel=True)(_many_bases)
+@njit(cache=True, parallel=True)
+def _many_bases_parallel(bases, projs, mus, sqnorms, targets, bound, max_nodes, out, found, status):
+    for r in prange(targets.shape[0]):
+        found[r], status[r] = _closest(targets[r], bases[r], projs[r], mus[r], sqnorms[r], bound, max_nodes, out[r])
 
 
 def _check_radius(radius: float, max_nodes: int) -> float:

@@ -11,9 +11,10 @@ Gen (`enroll_derand(x, coins)`; `enroll` draws the coins from the OS CSPRNG):
     (verifier, key) = derive(s, salt, kdf, mac)
     record = (parameter-set id, seed, c, salt, verifier)   -- nothing else: no embedding, no s, no e.
 
-Rep (`verify_many`): t = c - e' mod q (centred); decode t in the q-ary lattice L(A) with the set's
-decoder (exact CVP within the set's radius by default, Babai's nearest plane as the paper's
-reference) on the BKZ-reduced basis (public, cached per seed); recover s from the lattice vector
+Rep (`verify_many`): t = c - e' mod q (centred); decode t in the q-ary lattice L(A) on the
+BKZ-reduced basis (public, cached per seed) with the set's decoder: exact CVP within the set's radius
+by default; Babai's nearest plane (the paper's decoder) followed by the same radius check as the fast
+path; "babai-raw" (no radius check) only for comparison. Recover s from the lattice vector
 (SecretSolver); recompute the verifier and compare it in constant time (hmac.compare_digest).
 Candidates that decode to the same s cost one KDF evaluation.
 
@@ -119,7 +120,7 @@ class PublicLattice:
 
 
 class L2FEScheme(SchemeBase):
-    """L2FE-Hash for one parameter set. Options: decoder ("cvp"/"babai"), kdf (a KdfCost, e.g. for
+    """L2FE-Hash for one parameter set. Options: decoder ("cvp"/"babai"/"babai-raw"), kdf (a KdfCost, e.g. for
     evaluations), mac (hardened mode), backend for the decoders ("auto"/"cpu"/"gpu"), projection,
     radius (exact-CVP radius, at most the set's)."""
 
@@ -214,7 +215,9 @@ class L2FEScheme(SchemeBase):
                 return exc.vectors, exc.found
         fn = decode.babai_decode_many if many else decode.babai_decode
         vectors = fn(bases, targets, backend=self.backend)
-        return vectors, np.ones(len(targets), dtype=bool)
+        if self.decoder == "babai-raw":
+            return vectors, np.ones(len(targets), dtype=bool)
+        return vectors, np.sum((vectors - targets) ** 2, axis=1) <= self.radius**2
 
     def check_secret(self, record: Record, s: np.ndarray) -> bytes | None:
         """The key if s is the record's secret (one KDF evaluation, constant-time comparison), else None."""

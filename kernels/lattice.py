@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import math
 import os
 import struct
 import tempfile
@@ -57,6 +58,17 @@ def qary_basis(A: np.ndarray, q: int) -> np.ndarray:
     return basis
 
 
+def gaussian_heuristic(m: int, n: int, q: int) -> float:
+    """Expected lambda_1 of a random q-ary lattice L(A), A in Z_q^(m x n): det^(1/m) / vol(unit m-ball)^(1/m).
+
+    det L(A) = q^(m-n). For n = 16, q = 65537 the measured lambda_1 of random seeds sits around it:
+    m = 32: 0.93-1.06 x GH (60 seeds), m = 48: 0.95-1.05 x (12 seeds), m = 64: 1.00-1.04 x (8 seeds).
+    """
+    check_dimensions(m, n, q)
+    log_ball = (m / 2) * math.log(math.pi) - math.lgamma(m / 2 + 1)
+    return math.exp(((m - n) * math.log(q) - log_ball) / m)
+
+
 @dataclass(frozen=True, eq=False)
 class ReducedBasis:
     """A reduced basis and the float64 Gram-Schmidt data the decoders read (arrays are read-only).
@@ -65,7 +77,7 @@ class ReducedBasis:
     bstar_sqnorm: float64[m], |b*_i|^2.  mu: float64[m, m], b_i = b*_i + sum_{j<i} mu[i, j] b*_j,
     unit diagonal, zero above it.  proj: float64[m, m] = bstar.T / bstar_sqnorm, so that the
     Gram-Schmidt coordinates of a target t are x = t @ proj (t = sum_i x_i b*_i).
-    q: the modulus of the lattice (q Z^m is a sublattice).
+    q: the modulus of the q-ary lattice (q Z^m is a sublattice), or 0 if unknown.
     """
 
     basis: np.ndarray
@@ -81,7 +93,11 @@ class ReducedBasis:
 
     @property
     def shortest_row_norm(self) -> float:
-        """Norm of the shortest basis row: an upper bound on lambda_1, usually equal to it after BKZ."""
+        """Norm of the shortest basis row: an upper bound on lambda_1.
+
+        Equal to lambda_1 in small dimensions; at m = 48 and 64 (n = 16) BKZ-20 overshoots it by up to
+        ~10%, so use :func:`gaussian_heuristic` (or an SVP solver) where lambda_1 itself matters.
+        """
         return float(np.sqrt(np.min(np.sum(self.basis.astype(np.float64) ** 2, axis=1))))
 
     def log_det(self) -> float:
@@ -89,7 +105,7 @@ class ReducedBasis:
         return float(0.5 * np.sum(np.log(self.bstar_sqnorm)))
 
 
-def gso(basis: np.ndarray, q: int) -> ReducedBasis:
+def gso(basis: np.ndarray, q: int = 0) -> ReducedBasis:
     """Wrap an integer basis with its Gram-Schmidt data (computed by fpylll in MPFR, stored as float64)."""
     from fpylll import FPLLL, GSO, IntegerMatrix
 
@@ -120,11 +136,10 @@ def gso(basis: np.ndarray, q: int) -> ReducedBasis:
     return ReducedBasis(basis=basis, mu=mu, bstar=bstar, bstar_sqnorm=sqnorm, proj=proj, q=int(q))
 
 
-def reduce_basis(basis: np.ndarray, block_size: int, q: int | None = None) -> ReducedBasis:
+def reduce_basis(basis: np.ndarray, block_size: int, q: int = 0) -> ReducedBasis:
     """LLL then BKZ-``block_size`` (fpylll, auto-abort, no pruning) of an integer basis.
 
-    ``q`` is recorded in the result (for q-ary lattices); when omitted it is the largest entry of the
-    input's diagonal, which is q for a basis made by :func:`qary_basis`.
+    ``q`` (the modulus of a q-ary lattice) is recorded in the result; 0 when not given.
     """
     from fpylll import BKZ, LLL, IntegerMatrix
 
@@ -134,8 +149,6 @@ def reduce_basis(basis: np.ndarray, block_size: int, q: int | None = None) -> Re
         raise ValueError(f"basis must be square, got shape {basis.shape}")
     if not isinstance(block_size, int) or not 2 <= block_size <= m:
         raise ValueError(f"block_size must be an int in [2, {m}], got {block_size!r}")
-    if q is None:
-        q = int(np.max(np.abs(np.diag(basis))))
     M = IntegerMatrix.from_matrix(basis.tolist())
     LLL.reduction(M)
     if block_size > 2:

@@ -28,7 +28,11 @@ from latticelock.kernels.errors import ParameterSetError
 from latticelock.kernels.expand import is_prime
 from latticelock.kernels.kdf import DEVICE_COST, KdfCost
 
-DECODERS = ("cvp", "babai")
+# "cvp": exact closest vector within the radius. "babai": nearest plane, then the same radius check
+# (a fast path that never accepts beyond the radius, but may miss a closer point). "babai-raw": the
+# paper's decoder, no radius check; at these scales its parallelepiped holds most impostors, so it is
+# offered for comparison only.
+DECODERS = ("cvp", "babai", "babai-raw")
 # Decoding radius as a fraction of the Gaussian-heuristic minimum distance; < 0.5 keeps decoding unique.
 RADIUS_FRACTION = 0.40
 

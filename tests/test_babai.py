@@ -99,10 +99,24 @@ def test_m48_decodes_noisy_records():
 def test_bad_targets():
     _, rb, _ = setup(bytes(32), 8, 4)
     assert babai_decode(rb, np.zeros((0, 8))).shape == (0, 8)
-    for bad in (np.zeros((2, 7)), np.zeros(8), np.full((1, 8), np.nan), np.full((1, 8), 1e300)):
+    for bad in (np.zeros((2, 7)), np.zeros(8), np.full((1, 8), np.nan), np.full((1, 8), 2.0**33)):
         with pytest.raises(ValueError):
             babai_decode(rb, bad)
     with pytest.raises(ValueError):
         babai_decode_many([rb], np.zeros((2, 8)))
     with pytest.raises(ValueError):
         babai_decode_many([rb, setup(bytes(32), 12, 4)[1]], np.zeros((2, 8)))
+
+
+def test_threaded_path_matches_the_serial_path():
+    from latticelock.kernels import babai
+
+    rng = np.random.default_rng(8)
+    _, rb, _ = setup(bytes(32), 8, 4)
+    k = babai.PARALLEL_MIN_BATCH
+    targets = rng.uniform(0, Q, size=(k, 8))
+    serial = np.concatenate([babai_decode(rb, chunk) for chunk in np.array_split(targets, 8)])
+    np.testing.assert_array_equal(babai_decode(rb, targets), serial)
+    bases = [rb, setup(bytes([1]) * 32, 8, 4)[1]] * (k // 2)
+    serial = np.concatenate([babai_decode_many(bases[i : i + 512], targets[i : i + 512]) for i in range(0, k, 512)])
+    np.testing.assert_array_equal(babai_decode_many(bases, targets), serial)

@@ -183,3 +183,25 @@ def test_bad_arguments():
         enumerate_within(rb, np.zeros(7), 1.0, 5)
     with pytest.raises(ValueError):
         cvp_decode_many([rb], np.zeros((2, 8)), 1.0)
+
+
+def test_threaded_path_matches_the_serial_path():
+    from latticelock.kernels import cvp
+
+    rng = np.random.default_rng(9)
+    _, rb, _ = setup(bytes(32), 12, 6)
+    k = 4 * cvp.PARALLEL_MIN_BATCH
+    targets = rng.uniform(0, Q, size=(k, 12))
+    chunks = np.array_split(targets, k // (cvp.PARALLEL_MIN_BATCH // 2))
+    radius = 0.8 * rb.shortest_row_norm  # some targets within it, some not
+    V, found = cvp_decode(rb, targets, radius)
+    assert found.any() and not found.all()
+    parts = [cvp_decode(rb, c, radius) for c in chunks]
+    np.testing.assert_array_equal(V, np.concatenate([p[0] for p in parts]))
+    np.testing.assert_array_equal(found, np.concatenate([p[1] for p in parts]))
+    bases = [rb, setup(bytes([1]) * 32, 12, 6)[1]] * (k // 2)
+    V, found = cvp_decode_many(bases, targets, radius)
+    step = cvp.PARALLEL_MIN_BATCH // 2
+    parts = [cvp_decode_many(bases[i : i + step], targets[i : i + step], radius) for i in range(0, k, step)]
+    np.testing.assert_array_equal(V, np.concatenate([p[0] for p in parts]))
+    np.testing.assert_array_equal(found, np.concatenate([p[1] for p in parts]))

@@ -85,7 +85,7 @@ def test_small_real_run_writes_the_json(lfw, capsys):
     result = json.loads(out.read_text())
     names = [r["name"] for r in result["schemes"]]
     assert names[:3] == ["unprotected", "mrp", "facial-fe"]
-    assert {"l2fe-hash/cvp", "l2fe-hash/babai", "l2fe-hash/cvp@1e-3"} <= set(names)
+    assert {"l2fe-hash/cvp", "l2fe-hash/babai", "l2fe-hash/babai-raw", "l2fe-hash/cvp@1e-2", "l2fe-hash/cvp@1e-3"} <= set(names)
     for row in result["schemes"]:
         assert {"name", "parameter_set", "tpr", "fpr"} <= set(row)
         assert 0 <= row["tpr"] <= 1 and 0 <= row["fpr"] <= 1

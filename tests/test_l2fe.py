@@ -80,6 +80,11 @@ def test_cvp_accepts_exactly_within_the_radius(projection):
     accepted = np.array([k is not None for k in s.verify_many(record, probes)])
     assert accepted.any() and (~accepted).any()
     np.testing.assert_array_equal(accepted, distances <= s.params.radius)
+    # Babai with the radius check accepts a subset of that ball; without it, also points outside.
+    babai = np.array([k is not None for k in scheme(projection, decoder="babai").verify_many(record, probes)])
+    assert not np.any(babai & ~accepted)
+    raw = np.array([k is not None for k in scheme(projection, decoder="babai-raw").verify_many(record, probes)])
+    assert np.all(raw >= babai)
 
 
 def test_another_persons_face_fails(projection):
@@ -235,3 +240,22 @@ def test_every_set_works_end_to_end(projection):
         record = s.enroll(x)
         assert s.verify(record, nearby(projection, x, s.params.m, 0.3 * s.params.threshold, rng)) is not None
         assert s.verify(record, face(projection, rng)) is None
+
+
+def fixed_embedding() -> np.ndarray:
+    """A platform-independent test vector: SHAKE-256 bytes as int16, normalised."""
+    raw = np.frombuffer(hashlib.shake_256(b"latticelock/test/embedding").digest(1024), dtype="<i2")
+    return raw.astype(np.float64) / np.linalg.norm(raw.astype(np.float64))
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETER_SETS))
+def test_pinned_deterministic_enrolment_per_set(name):
+    """A deterministic Gen with the shipped projection and the set's own Argon2id cost, pinned per set:
+    any change to expansion, sampling, preprocessing, the KDF or the format changes these hashes."""
+    s = L2FEScheme(name, backend="cpu")
+    record = s.enroll_derand(fixed_embedding(), bytes(range(COIN_BYTES)))
+    assert hashlib.sha256(record.to_bytes()).hexdigest() == PINNED_RECORDS[name]
+    assert s.verify(record, fixed_embedding()) is not None
+
+
+PINNED_RECORDS = {}

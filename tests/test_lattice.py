@@ -183,3 +183,19 @@ def test_reduced_basis_for_rejects_bad_input(cache):
         reduced_basis_for(bytes(32), 16, 4, Q, 17)
     with pytest.raises(ValueError):
         reduced_basis_for(bytes(32), 16, 4, 65536, 4)
+
+
+def test_gaussian_heuristic_predicts_lambda1():
+    from latticelock.kernels.lattice import gaussian_heuristic
+
+    # In these dimensions the shortest BKZ-10 row is lambda_1 (checked against fpylll in test_cvp.py).
+    for m, n in [(16, 8), (24, 8)]:
+        ratios = [
+            reduce_basis(qary_basis(expand_matrix(bytes([i]) * 32, m, n, Q), Q), 10, Q).shortest_row_norm
+            / gaussian_heuristic(m, n, Q)
+            for i in range(10)
+        ]
+        assert 0.95 < np.median(ratios) < 1.08
+        assert 0.75 < min(ratios) and max(ratios) < 1.25
+    with pytest.raises(ValueError):
+        gaussian_heuristic(8, 8, Q)

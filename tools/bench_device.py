@@ -37,7 +37,8 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def run_bench(person_dir: Path, *, cores: int, enrol_frames: int, attempts: int, policy, mcu_sim: bool, parameter_set: str, decoder_backend: str = "auto", progress: bool = True) -> dict:
+def run_bench(person_dir: Path, *, cores: int, enrol_frames: int, attempts: int, policy, mcu_sim: bool, parameter_set: str,
+              scheme_options: dict | None = None, pipeline=None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     from latticelock.device.enrol import EnrolConfig, enrol
@@ -48,12 +49,12 @@ def run_bench(person_dir: Path, *, cores: int, enrol_frames: int, attempts: int,
     from latticelock.tools.errors import ToolsError
 
     pinned = _pin(cores)
-    scheme_options = {"backend": decoder_backend}
+    scheme_options = dict(scheme_options or {})
     images = sorted(p for p in Path(person_dir).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     if len(images) <= enrol_frames:
         raise ToolsError(f"{person_dir} has {len(images)} images; need more than --enrol-frames {enrol_frames}")
     probe_count = len(images) - enrol_frames
-    pipeline = FacePipeline(threads=cores)
+    pipeline = pipeline or FacePipeline(threads=cores)
     with tempfile.TemporaryDirectory(prefix="latticelock-bench-") as tmp:
         store = FlashStore(Path(tmp) / "store")
         mcu = sim = None
@@ -133,7 +134,7 @@ def _handler(args) -> int:
     person = Path(args.person) if args.person else datasets_dir() / "faces94_subset" / "anpage"
     policy = PolicyConfig(k=args.policy_k, n=args.policy_n, window_s=args.policy_window)
     report = run_bench(person, cores=args.cores, enrol_frames=args.enrol_frames, attempts=args.attempts, policy=policy,
-                       mcu_sim=args.mcu_sim, parameter_set=args.parameter_set, decoder_backend=args.decoder_backend)
+                       mcu_sim=args.mcu_sim, parameter_set=args.parameter_set, scheme_options={"backend": args.decoder_backend})
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

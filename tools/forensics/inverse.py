@@ -64,9 +64,9 @@ class MLPInverse:
     """One hidden ReLU layer, cosine loss against the normalised target, Adam; numpy only."""
 
     hidden: int = 1024
-    epochs: int = 30
+    epochs: int = 60
     batch: int = 256
-    lr: float = 1e-3
+    lr: float = 3e-3
     seed: int = 0
     _params: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
     _mu: np.ndarray | None = field(default=None, init=False, repr=False)

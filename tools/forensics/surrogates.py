@@ -40,7 +40,8 @@ def mrp_pinv(record) -> np.ndarray:
     itself) whenever k >= 512, the rank of the embedding space."""
     R = np.asarray(record["R"], dtype=np.float64)
     v = np.asarray(record["v"], dtype=np.float64) * np.sqrt(R.shape[0])
-    return np.linalg.lstsq(R, v, rcond=None)[0]
+    # R has full row rank k (Gaussian), so R^+ = R^T (R R^T)^-1
+    return R.T @ np.linalg.solve(R @ R.T, v)
 
 
 def mrp_conditional_mean(record, prior: FacePrior, ridge: float = 1e-6) -> np.ndarray:

@@ -1,0 +1,25 @@
+"""`latticelock bench device` runs end to end (fake pipeline, real scheme and simulated MCU); no timing assertions."""
+
+from __future__ import annotations
+
+import os
+
+from device_fakes import PARAMETER_SET, SCHEME_OPTIONS, FakePipeline, write_frames
+from latticelock.device.policy import PolicyConfig
+from latticelock.tools.bench_device import format_report, run_bench
+
+
+def test_bench_reports_throughput_and_attempts(tmp_path):
+    affinity = os.sched_getaffinity(0)
+    person = write_frames(tmp_path / "person", 1, range(12))
+    try:
+        report = run_bench(person, cores=1, enrol_frames=5, attempts=3, policy=PolicyConfig(k=2, n=3), mcu_sim=True,
+                           parameter_set=PARAMETER_SET, scheme_options=SCHEME_OPTIONS, pipeline=FakePipeline(), progress=False)
+    finally:
+        os.sched_setaffinity(0, affinity)
+    assert report["frames"] == 7 and report["frame_outcomes"] == {"match bench": 7}
+    assert report["accepted"] == 3 and report["attempts"] == 3 and report["fps"] > 0
+    assert set(report["stage_median_ms"]) == {"detect", "gate", "embed", "verify"}
+    assert len(report["cores"]) == 1
+    text = format_report(report)
+    assert "3/3 accepted" in text and "frames/s" in text
