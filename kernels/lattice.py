@@ -202,6 +202,13 @@ def spans_qary_lattice(basis: np.ndarray, solver: SecretSolver, n: int) -> bool:
     return sign != 0 and abs(logdet - (m - n) * np.log(solver.q)) < 0.1
 
 
+def _is_lll_reduced(basis: np.ndarray) -> bool:
+    """A planted basis of the right lattice but poorly reduced would slow the decoders: recompute it."""
+    from fpylll import LLL, IntegerMatrix
+
+    return bool(LLL.is_reduced(IntegerMatrix.from_matrix(basis.tolist())))
+
+
 @functools.lru_cache(maxsize=256)
 def _reduced_basis_cached(seed: bytes, m: int, n: int, q: int, block_size: int) -> ReducedBasis:
     A = expand_matrix(seed, m, n, q)
@@ -212,7 +219,7 @@ def _reduced_basis_cached(seed: bytes, m: int, n: int, q: int, block_size: int) 
         cached = _decode(path.read_bytes(), key, m)
     except OSError:
         cached = None
-    if cached is not None and spans_qary_lattice(cached, solver, n):
+    if cached is not None and spans_qary_lattice(cached, solver, n) and _is_lll_reduced(cached):
         return gso(cached, q)
     rb = reduce_basis(qary_basis(A, q), block_size, q)
     _write_atomic(path, _encode(key, rb.basis))
@@ -242,7 +249,7 @@ def reduced_basis_for(seed: bytes, m: int, n: int, q: int, block_size: int) -> R
     """The BKZ-reduced basis of L(expand_matrix(seed, m, n, q)), cached in memory and on disk.
 
     The reduced basis is public (anyone holding the seed can compute it), so caching it leaks nothing.
-    A cached file is trusted only after checking that it is a basis of the same lattice.
+    A cached file is trusted only after checking that it is an LLL-reduced basis of the same lattice.
     """
     if not isinstance(seed, (bytes, bytearray)) or len(seed) != SEED_BYTES:
         raise ValueError(f"seed must be {SEED_BYTES} bytes")

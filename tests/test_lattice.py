@@ -153,13 +153,17 @@ def test_corrupt_cache_is_recomputed(cache, damage):
     assert lattice._decode(path.read_bytes(), lattice._cache_key(seed, 20, 8, Q, 8), 20) is not None
 
 
-def test_wrong_lattice_with_valid_checksum_is_recomputed(cache):
+@pytest.mark.parametrize("damage", ["sublattice", "unreduced"])
+def test_a_wrong_basis_with_a_valid_checksum_is_recomputed(cache, damage):
     seed = bytes(range(32))
     good = reduced_basis_for(seed, 20, 8, Q, 8).basis.copy()
     (path,) = cache.iterdir()
     key = lattice._cache_key(seed, 20, 8, Q, 8)
     bad = good.copy()
-    bad[0] *= 2
+    if damage == "sublattice":
+        bad[0] *= 2
+    else:
+        bad[1] += 5 * bad[0]  # same lattice, no longer reduced
     path.write_bytes(lattice._encode(key, bad))
     lattice._reduced_basis_cached.cache_clear()
     np.testing.assert_array_equal(reduced_basis_for(seed, 20, 8, Q, 8).basis, good)
@@ -199,3 +203,20 @@ def test_gaussian_heuristic_predicts_lambda1():
         assert 0.75 < min(ratios) and max(ratios) < 1.25
     with pytest.raises(ValueError):
         gaussian_heuristic(8, 8, Q)
+
+
+def _sha256(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a, dtype="<i8").tobytes()).hexdigest()
+
+
+def test_pinned_bases():
+    """The q-ary basis is pure integer arithmetic; the BKZ-20 basis comes from fpylll on x86-64.
+
+    Babai's decisions depend on the reduced basis (exact CVP's do not), so a change in the second hash
+    (a new fpylll, another architecture) means Babai may decide differently from earlier installations.
+    """
+    A = expand_matrix(bytes(range(32)), 32, 16, Q)
+    assert _sha256(qary_basis(A, Q)) == "ecf8602efb0f81b3286716ec77f311348b8fe678d353ad6bf63b09db4cf5b967"
+    assert _sha256(reduce_basis(qary_basis(A, Q), 20, Q).basis) == "44e70e2575525ee6c28e6e83c68ea5fd4258865a3a3a0f23334b55a190922e64"

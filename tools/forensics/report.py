@@ -112,6 +112,17 @@ def steal_records(scheme, embeddings: np.ndarray, names: np.ndarray, workdir: Pa
     return [by_name[str(n)] for n in names]
 
 
+def _decoder_backend(backend: str) -> str:
+    """Which decoders kernels/decode.py dispatches to for `backend`, in words."""
+    from latticelock.kernels import gpu
+
+    if backend == "cpu":
+        return "cpu (numba)"
+    if gpu.available():
+        return "gpu (PyCUDA)"
+    return f"cpu (numba); GPU unavailable: {gpu.unavailable_reason()}"
+
+
 def _timed_kdf(scheme_name: str) -> float:
     """Median seconds of one verifier evaluation at the set's device Argon2id cost."""
     from latticelock.kernels.l2fe import derive
@@ -154,7 +165,8 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
         data={"faces": int(len(faces.embeddings)), "identities": int(len(np.unique(faces.labels))),
               "public_faces": int(len(split.public)), "public_identities": int(len(np.unique(split.public_labels))),
               "victims": int(V), "attack_victims": int(n_attack),
-              "victims_from": "identities of lfw_pairs.txt with 2+ images" if eligible is not None else "identities with 2+ images"},
+              "victims_from": "identities of lfw_pairs.txt with 2+ images" if eligible is not None else "identities with 2+ images",
+              "decoder_backend": _decoder_backend(cfg.backend)},
         threshold={**asdict(thr), "paper_tau": P.PAPER_TAU},
         baseline={"enrolled": {k: v for k, v in asdict(base_e).items() if k != "any_curve"},
                   "other-image": {k: v for k, v in asdict(base_o).items() if k != "any_curve"}},
