@@ -38,7 +38,7 @@ class LockoutPolicy:
     """How many failures are free, and how the wait grows after them."""
 
     free_attempts: int = 5
-    """Failures allowed before any wait (`--free-attempts`, default 5)."""
+    """Failures allowed before any wait (default 5)."""
     base_delay_s: float = 30.0
     """Wait after the first failure beyond the free ones; doubles with each further one (default 30 s)."""
     max_delay_s: float = 86400.0

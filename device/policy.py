@@ -23,8 +23,8 @@ class PolicyConfig:
     """Matches of the same user needed to accept (`--policy-k`, default 2)."""
     n: int = 5
     """Usable frames one attempt may use (`--policy-n`, default 5)."""
-    window_s: float = 5.0
-    """An attempt ends this many seconds after its first usable frame (`--policy-window`, default 5)."""
+    window_s: float = 10.0
+    """An attempt ends this many seconds after its first usable frame (`--policy-window`, default 10)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n:

@@ -28,7 +28,7 @@ SCHEME_ID = "facial-fe"
 PARAMETER_SET = "facial-fe-facenet-e8"
 # Chosen for a 10% false-negative rate on genuine pairs of public LFW identities.
 FNR_TARGET = 0.10
-SCALE = 3.0
+SCALE = 4.2
 SALT_BYTES = 16
 FIELDS = ("helper", "salt", "tag")
 

@@ -1,6 +1,8 @@
 """Face alignment: turn a detected face into the 160x160 RGB crop FaceNet takes.
 
-Two methods, measured against each other on LFW (see README):
+Two methods, measured against each other on LFW folds 1-2 (1,200 pairs, flip averaging, L2):
+margin 0.9850 accuracy and TAR 0.928 at FAR 1e-3, landmarks 0.9842 and 0.815, so "margin" is the
+default. The model was trained on margin crops, and the similarity warp changes their framing.
 - "margin": facenet's own preprocessing. The MTCNN box is grown by a margin and resized to
   160x160; a margin of 32 pixels at 160 means the box fills the central 128 pixels.
 - "landmarks": a 5-point similarity transform (rotation, uniform scale, translation) that sends
@@ -16,7 +18,7 @@ import numpy as np
 from latticelock.models.errors import ModelsError
 from latticelock.models.mtcnn import Face, crop_padded
 
-ALIGNMENTS = ("landmarks", "margin")
+ALIGNMENTS = ("margin", "landmarks")
 CROP_SIZE = 160
 MARGIN = 32
 
@@ -67,7 +69,7 @@ def landmark_crop(image: np.ndarray, face: Face, size: int = CROP_SIZE) -> np.nd
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
-def align(image: np.ndarray, face: Face, method: str = "landmarks", size: int = CROP_SIZE) -> np.ndarray:
+def align(image: np.ndarray, face: Face, method: str = "margin", size: int = CROP_SIZE) -> np.ndarray:
     """The aligned uint8 [size, size, 3] crop of `face` by the named method."""
     if method == "margin":
         return margin_crop(image, face, size)

@@ -75,7 +75,7 @@ class FacePipeline:
         self,
         detector=None,
         embedder=None,
-        alignment: str = "landmarks",
+        alignment: str = "margin",
         flip_average: bool = True,
         backend: str = "onnxruntime",
         threads: int | None = None,

@@ -150,8 +150,10 @@ def make_targets(kind: str, rbs: list, k: int, radius: float, rng: np.random.Gen
     uniform:  uniform in [-q/2, q/2)^m.
     gs-edge:  lattice point + sum_i a_i b*_i with a_i = +-(1/2 + eps) at half the levels (eps in 0,
               +-1e-15, +-1e-12, +-1e-9, +-1e-6): Babai's and the enumeration's roundings on a boundary.
-    tie:      lattice point v + (1/2 + eps) w + a component orthogonal to w, w a basis row: (nearly)
-              equidistant from v and v + w; decoded with a radius that holds both.
+    tie:      lattice point v + (1/2 + eps) w + a component orthogonal to w (w the shortest basis row):
+              (nearly) equidistant from v and v + w; decoded with a radius that holds both. The
+              enumeration then runs to ~lambda_1 / 2, which costs ~10^5 nodes per target at m = 64, so
+              the agreement check uses it for m <= TIE_MAX_M only.
     sphere:   lattice point + error of norm radius * (1 + eps): on the radius boundary.
     """
     m = rbs[0].m
@@ -172,12 +174,13 @@ def make_targets(kind: str, rbs: list, k: int, radius: float, rng: np.random.Gen
         return v + np.einsum("ki,kij->kj", a, bstar), radius
     if kind == "tie":
         basis = per_row(rbs, k, "basis").astype(np.float64)
-        w = basis[np.arange(k), rng.integers(0, min(4, m), size=k)]
+        w = basis[:, 0]  # the shortest row after BKZ
         perp = rng.normal(size=(k, m))
         perp -= (np.sum(perp * w, axis=1) / np.sum(w * w, axis=1))[:, None] * w
-        perp *= (0.2 * np.linalg.norm(w, axis=1) / np.linalg.norm(perp, axis=1))[:, None]
+        perp *= (0.1 * np.linalg.norm(w, axis=1) / np.linalg.norm(perp, axis=1))[:, None]
         t = v + (0.5 + rng.choice(eps_choices, size=(k, 1))) * w + perp
-        return t, float(np.max(np.linalg.norm(w, axis=1))) * 0.6
+        # |t - v| = |t - (v + w)| ~ 0.51 |w|: both inside this radius.
+        return t, 0.52 * float(np.max(np.linalg.norm(w, axis=1)))
     if kind == "sphere":
         e = rng.normal(size=(k, m))
         e *= (radius * (1 + rng.choice(eps_choices, size=(k, 1)))) / np.linalg.norm(e, axis=1, keepdims=True)
@@ -186,6 +189,7 @@ def make_targets(kind: str, rbs: list, k: int, radius: float, rng: np.random.Gen
 
 
 AGREEMENT_KINDS = ("noisy", "uniform", "gs-edge", "tie", "sphere")
+TIE_MAX_M = 48
 
 
 # ---------------------------------------------------------------- decoding on either backend
@@ -213,20 +217,27 @@ def decode(decoder: str, mode: str, backend: str, rbs: list, targets: np.ndarray
         return exc.vectors, exc.found, exc.exhausted
 
 
-def agreement(bases: dict, decoders: list[str], modes: list[str], cases: int, seed: int, progress) -> list[Agreement]:
-    """Decode `cases` targets per decoder on both backends, spread over shapes, modes and kinds."""
+def agreement(bases: dict, decoders: list[str], modes: list[str], cases: int, seed: int, progress):
+    """Decode `cases` targets per decoder on both backends, spread over shapes, modes and kinds.
+
+    Yields one Agreement per (decoder, shape, mode, kind) as soon as it is complete.
+    """
     rng = np.random.default_rng(seed)
-    combos = [(s, mode, kind) for s in bases for mode in modes for kind in AGREEMENT_KINDS]
+    combos = [
+        (s, mode, kind)
+        for s in bases
+        for mode in modes
+        for kind in AGREEMENT_KINDS
+        if kind != "tie" or s[0] <= TIE_MAX_M
+    ]
     per_combo = -(-cases // len(combos))
     chunk = 4096
-    results = []
     for decoder in decoders:
         for (m, n), mode, kind in combos:
             row = Agreement(decoder, mode, m, n, kind, 0, 0)
             rbs = bases[(m, n)] if mode == "many" else bases[(m, n)][:1]
-            done = 0
-            while done < per_combo:
-                k = min(chunk, per_combo - done)
+            while row.cases < per_combo:
+                k = min(chunk, per_combo - row.cases)
                 targets, radius = make_targets(kind, rbs, k, radius_for(m, n), rng)
                 cv, cf, ce = decode(decoder, mode, "cpu", rbs, targets, radius)
                 gv, gf, ge = decode(decoder, mode, "gpu", rbs, targets, radius)
@@ -235,10 +246,8 @@ def agreement(bases: dict, decoders: list[str], modes: list[str], cases: int, se
                     row.found_mismatches += int(np.sum(cf != gf))
                     row.exhausted_mismatches += int(np.sum(ce != ge))
                 row.cases += k
-                done += k
                 progress(k)
-            results.append(row)
-    return results
+            yield row
 
 
 # ---------------------------------------------------------------- timing and roofline
@@ -487,7 +496,12 @@ def _run(args) -> int:
             report.rows = bench(bases, decoders, modes, backends, batches, args.repeat, args.seed, report.gpu, bar.update)
     if args.agreement:
         with tqdm(total=args.agreement * len(decoders), desc="agreement", unit="case") as bar:
-            report.agreement = agreement(bases, decoders, modes, args.agreement, args.seed + 1, bar.update)
+            for row in agreement(bases, decoders, modes, args.agreement, args.seed + 1, bar.update):
+                report.agreement.append(row)
+                bar.write(f"{row.decoder} {row.mode} m={row.m} n={row.n} {row.kind}: {row.cases} cases, "
+                          f"{row.mismatches}/{row.found_mismatches}/{row.exhausted_mismatches} mismatches")
+                if args.json:  # kept current, so an interrupted run still leaves its rows
+                    args.json.write_text(json.dumps(asdict(report), indent=2) + "\n")
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2) + "\n")

@@ -262,8 +262,8 @@ def register(commands) -> None:
     )
     parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="folder of <identity>/<image> files")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.npz", help="where to write the embeddings")
-    parser.add_argument("--alignment", choices=("landmarks", "margin"), default="landmarks",
-                        help="5-point similarity warp or facenet's margin crop (default: landmarks)")
+    parser.add_argument("--alignment", choices=("margin", "landmarks"), default="margin",
+                        help="facenet's margin crop (default; better on LFW) or a 5-point similarity warp")
     parser.add_argument("--no-flip", action="store_true", help="do not average with the mirror image's embedding")
     parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt"))
     parser.add_argument("--threads", type=int, help="inference threads per worker (default: all cores)")

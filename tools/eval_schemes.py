@@ -383,6 +383,9 @@ def cmd_projection(args: argparse.Namespace) -> int:
         "excluded": f"every identity named in {args.pairs.name}",
         "command": "latticelock eval projection --embeddings LFW.npz --pairs lfw_pairs.txt",
     }
+    with np.load(args.embeddings, allow_pickle=False) as raw:
+        if "config" in raw:
+            provenance["embedding_config"] = str(raw["config"])
     projection = fit_projection(data.embeddings[public], PROJECTION_DIMS, provenance)
     out = args.out or PROJECTIONS_DIR / f"{args.name}.npz"
     save_projection(projection, out)

@@ -113,8 +113,7 @@ def register(commands) -> None:
         help="PIPE, dictionary, lattice and algebraic attacks on identity-disjoint LFW victims",
         description="Every attack against every scheme; tables shaped like the paper's Tables III, IV and X.",
     )
-    source = report.add_mutually_exclusive_group()
-    source.add_argument("--embeddings", type=Path, metavar="FILE", help="embeddings file from `latticelock eval embed`")
+    report.add_argument("--embeddings", type=Path, metavar="FILE", help="embeddings file from `latticelock eval embed` (default: embed DIR/lfw once, cached)")
     report.add_argument("--datasets", type=Path, default=_default_datasets(), metavar="DIR",
                         help="datasets folder holding lfw/ and lfw_pairs.txt (default: $LATTICELOCK_DATASETS or ../shared/datasets)")
     report.add_argument("--pairs", type=Path, help="LFW pairs file whose identities victims are drawn from (default: DIR/lfw_pairs.txt)")

@@ -56,7 +56,7 @@ def inspect_dump(image: DumpImage, name: str) -> InspectReport:
         if scan is not None:
             for entry in scan.corrupt:
                 rel = Path(entry.path).relative_to(root).as_posix()
-                corrupt.append((rel, entry.reason))
+                corrupt.append((rel, entry.reason.replace(f"{root}/", "")))
                 seen.add(rel)
             for user in scan.users:
                 rel = Path(user.path).relative_to(root).as_posix()

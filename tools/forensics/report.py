@@ -41,7 +41,7 @@ class ReportConfig:
     schemes: tuple[str, ...] = DEFAULT_SCHEMES
     victim_fraction: float = 0.5
     max_victims: int | None = None
-    attack_victims: int = 200  # victims run through the dictionary and lattice attacks
+    attack_victims: int = 400  # victims run through the dictionary and lattice attacks
     train_faces: int = 3000  # public faces the PIPE inverse is trained on
     guesses: int = 1000  # random-guess baseline and dictionary size
     repeats: int = 10
@@ -181,6 +181,10 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
 
     prior = FacePrior.fit(split.public)
     mean_face = P.normalise(prior.mean[None, :])[0]
+    # the single guess every attacker starts from, and what an inverse that learns nothing outputs
+    for test_set, targets in (("enrolled", split.enrolled), ("other-image", split.other)):
+        hits = P.success(np.repeat(mean_face[None, :], V, axis=0), targets, tau)
+        report.rows.append(_row("any", "-", "mean-face (1 guess)", test_set, hits, 1))
     centroids = kmeans_centroids(split.public, cfg.kmeans, cfg.seed)
     dictionary = split.public[rng.choice(len(split.public), min(cfg.guesses, len(split.public)), replace=False)]
     train = split.public[rng.choice(len(split.public), min(cfg.train_faces, len(split.public)), replace=False)]
@@ -325,6 +329,8 @@ def format_report(report: Report) -> str:
         cells = [_pct(by.get((ps, "pipe", ts), {}).get("asr")) for ts in ("enrolled", "other-image", "unlock")]
         lines.append(f"{ps:<24} {cells[0]:>9} {cells[1]:>12} {cells[2]:>8}")
     for ts in ("enrolled", "other-image"):
+        lines.append(f"{'public mean face':<24} ({ts}) {_pct(by[('-', 'mean-face (1 guess)', ts)]['asr']).strip()}")
+    for ts in ("enrolled", "other-image"):
         lines.append(f"{'random guess, per guess':<24} ({ts}) {100 * b[ts]['per_guess_mean']:.2f}% "
                      f"+- {100 * b[ts]['per_guess_std']:.2f}%; any of {b[ts]['guesses']}: "
                      f"{100 * b[ts]['any_mean']:.1f}% +- {100 * b[ts]['any_std']:.1f}% ({b[ts]['repeats']} repeats)")
@@ -362,11 +368,18 @@ def write_plots(report: Report, directory: Path) -> list[Path]:
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = {}
     for label, curve in report.curves.items():
         if label.startswith("lattice"):
             continue
-        ax.plot(np.arange(1, len(curve) + 1), curve, label=label)
+        attack, _, pset = label.partition(" ")
+        if attack == "random-guess":
+            style = {"color": "black", "linewidth": 2}
+        else:
+            colours.setdefault(pset, f"C{len(colours) % 10}")
+            style = {"color": colours[pset], "linestyle": "--" if attack.endswith("kmeans") else "-"}
+        ax.plot(np.arange(1, len(curve) + 1), curve, label=label, **style)
     ax.set_xscale("log")
     ax.set_xlabel("guesses per victim")
     ax.set_ylabel("attack success rate")
