@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,23 +9,15 @@ from hypothesis import strategies as st
 
 from latticelock.kernels import babai, cvp, decode, gpu
 from latticelock.kernels.errors import KernelsError
-from latticelock.kernels.expand import expand_matrix
-from latticelock.kernels.lattice import ReducedBasis, qary_basis
+from latticelock.kernels.lattice import ReducedBasis
+from test_gpu_decode import bases
 
 Q = 65537
+M = 32
 
 
-@functools.lru_cache(maxsize=None)
-def basis(seed: int, m: int = 16, n: int = 8) -> ReducedBasis:
-    B = qary_basis(expand_matrix(bytes([seed]) * 32, m, n, Q), Q)
-    try:
-        from latticelock.kernels.lattice import reduce_basis
-
-        return reduce_basis(B, 8, Q)
-    except ImportError:  # no fpylll here
-        from test_gpu_decode import numpy_gso
-
-        return numpy_gso(B)
+def basis(seed: int) -> ReducedBasis:
+    return bases(M, 16, 4)[seed - 1]
 
 
 class FakeGpu:
@@ -69,25 +59,25 @@ def fake_gpu(monkeypatch) -> FakeGpu:
 
 def test_unknown_backend_is_an_error():
     with pytest.raises(KernelsError, match="unknown decoder backend"):
-        decode.babai_decode(basis(1), np.zeros((1, 16)), backend="tpu")
+        decode.babai_decode(basis(1), np.zeros((1, M)), backend="tpu")
 
 
 def test_gpu_backend_without_a_gpu_says_why(monkeypatch):
     monkeypatch.setattr(gpu, "available", lambda: False)
     monkeypatch.setattr(gpu, "unavailable_reason", lambda: "no CUDA device found")
     with pytest.raises(KernelsError, match="no CUDA device found"):
-        decode.cvp_decode(basis(1), np.zeros((1, 16)), 10.0, backend="gpu")
+        decode.cvp_decode(basis(1), np.zeros((1, M)), 10.0, backend="gpu")
 
 
 def test_auto_without_a_gpu_runs_the_cpu_kernels(monkeypatch):
     monkeypatch.setattr(gpu, "available", lambda: False)
-    targets = np.random.default_rng(0).uniform(-Q / 2, Q / 2, size=(5, 16))
+    targets = np.random.default_rng(0).uniform(-Q / 2, Q / 2, size=(5, M))
     assert np.array_equal(decode.babai_decode(basis(1), targets), babai.babai_decode(basis(1), targets))
 
 
 def test_auto_and_gpu_use_the_gpu_when_present_and_pass_everything(fake_gpu):
     rb, rbs = basis(1), [basis(1), basis(2)]
-    targets = np.random.default_rng(1).uniform(-Q / 2, Q / 2, size=(2, 16))
+    targets = np.random.default_rng(1).uniform(-Q / 2, Q / 2, size=(2, M))
     decode.babai_decode(rb, targets)
     decode.babai_decode_many(rbs, targets, backend="gpu")
     decode.cvp_decode(rb, targets, 7.5, max_nodes=123)
@@ -101,12 +91,12 @@ def test_auto_and_gpu_use_the_gpu_when_present_and_pass_everything(fake_gpu):
 
 
 def test_cpu_backend_never_touches_the_gpu(fake_gpu):
-    decode.cvp_decode(basis(1), np.zeros((1, 16)), 10.0, backend="cpu")
+    decode.cvp_decode(basis(1), np.zeros((1, M)), 10.0, backend="cpu")
     assert fake_gpu.calls == []
 
 
 def test_budget_errors_pass_through_the_dispatch():
-    targets = np.random.default_rng(2).uniform(-Q / 2, Q / 2, size=(4, 16))
+    targets = np.random.default_rng(2).uniform(-Q / 2, Q / 2, size=(4, M))
     with pytest.raises(cvp.EnumerationBudgetError):
         decode.cvp_decode(basis(1), targets, 1e6, max_nodes=3)
 
@@ -117,8 +107,8 @@ def test_auto_gives_the_cpu_results(seed, rng_seed, k):
     """On whatever backend "auto" picks here (the GPU where there is one), results equal the CPU's."""
     rng = np.random.default_rng(rng_seed)
     rb = basis(seed)
-    points = babai.babai_decode(rb, rng.uniform(-Q / 2, Q / 2, size=(k, 16)))
-    targets = points + rng.normal(scale=40.0, size=(k, 16))
+    points = babai.babai_decode(rb, rng.uniform(-Q / 2, Q / 2, size=(k, M)))
+    targets = points + rng.normal(scale=40.0, size=(k, M))
     radius = 0.4 * rb.shortest_row_norm
     assert np.array_equal(decode.babai_decode(rb, targets), decode.babai_decode(rb, targets, backend="cpu"))
     auto, cpu = decode.cvp_decode(rb, targets, radius), decode.cvp_decode(rb, targets, radius, backend="cpu")

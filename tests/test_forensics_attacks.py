@@ -74,13 +74,18 @@ def test_facial_fe_helper_is_a_surrogate_and_codewords_come_back(faces):
     scheme = get_scheme("facial-fe")
     record = scheme.enroll(x[0])
     helper = S.facial_fe_helper(record, scheme.scale)
-    assert float(normalise(helper) @ x[0]) > 0.95
-    recovered = S.facial_fe_codeword_recovery(record, scheme.scale, x[100:].mean(0))
+    assert float(normalise(helper) @ x[0]) > 0.9  # most blocks carry the zero codeword at the shipped scale
+    recovered = S.facial_fe_codeword_recovery(record, scheme.scale, S.FacePrior.fit(x[100:]))
     assert np.allclose(recovered, x[0], atol=1e-6)
     assert scheme.verify(record, recovered.astype(np.float32)) is not None
-    # at a scale where codewords are non-zero the helper alone is no longer the face
-    coarse = get_scheme("facial-fe", scale=40.0)
-    assert float(normalise(S.facial_fe_helper(coarse.enroll(x[0]), 40.0)) @ x[0]) < 0.5
+    # at a scale where most codewords are non-zero the helper alone is no longer the face, but the
+    # codeword search under the public prior still recovers it exactly
+    coarse = get_scheme("facial-fe", scale=8.0)
+    record = coarse.enroll(x[0])
+    assert float(normalise(S.facial_fe_helper(record, 8.0)) @ x[0]) < 0.5
+    recovered = S.facial_fe_codeword_recovery(record, 8.0, S.FacePrior.fit(x[100:]))
+    assert np.allclose(recovered, x[0], atol=1e-6)
+    assert coarse.verify(record, recovered.astype(np.float32)) is not None
 
 
 def test_pipe_learns_the_mrp_inverse_on_public_faces_only(faces):

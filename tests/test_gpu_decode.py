@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,40 +24,35 @@ from latticelock.kernels import babai, cvp
 from latticelock.kernels.expand import expand_matrix
 from latticelock.kernels.gpu import layout, runtime
 from latticelock.kernels.lattice import ReducedBasis, qary_basis
-from latticelock.tools.bench_decode import make_targets, radius_for
+from latticelock.tools.bench_decode import load_bases, make_targets, radius_for
 
 Q = 65537
 KINDS = ("noisy", "uniform", "gs-edge", "tie", "sphere")
 
 
-def numpy_gso(basis: np.ndarray) -> ReducedBasis:
-    """Gram-Schmidt data in float64 by numpy (for machines without fpylll; the decoders accept any basis)."""
-    B = basis.astype(np.float64)
-    m = B.shape[0]
-    bstar = np.zeros_like(B)
-    mu = np.eye(m)
-    for i in range(m):
-        v = B[i].copy()
-        for j in range(i):
-            mu[i, j] = B[i] @ bstar[j] / (bstar[j] @ bstar[j])
-            v -= mu[i, j] * bstar[j]
-        bstar[i] = v
-    sq = np.sum(bstar * bstar, axis=1)
-    return ReducedBasis(basis=basis, mu=mu, bstar=bstar, bstar_sqnorm=sq, proj=np.ascontiguousarray(bstar.T / sq), q=Q)
-
-
 @functools.lru_cache(maxsize=None)
 def bases(m: int, n: int, count: int = 3) -> tuple[ReducedBasis, ...]:
-    out = []
-    for j in range(count):
-        B = qary_basis(expand_matrix(bytes([m, n, j]) * 8 + bytes(8), m, n, Q), Q)
-        try:
-            from latticelock.kernels.lattice import reduce_basis
+    """BKZ-reduced bases of random q-ary lattices: by fpylll, else from $LATTICELOCK_DECODE_BASES.
 
-            out.append(reduce_basis(B, 8, Q))
-        except ImportError:  # no fpylll (the GPU machine): an LLL-free basis decodes just as well
-            out.append(numpy_gso(B))
-    return tuple(out)
+    The GPU machine has no fpylll; there the bases come from a file written elsewhere by
+    `latticelock bench decode --save-bases FILE` (an unreduced basis would make enumeration explode).
+    """
+    try:
+        from fpylll import LLL  # noqa: F401
+    except ImportError:
+        path = os.environ.get("LATTICELOCK_DECODE_BASES")
+        if not path:
+            pytest.skip("fpylll not installed and LATTICELOCK_DECODE_BASES not set")
+        stored = load_bases(Path(path)).get((m, n), [])
+        if len(stored) < count:
+            pytest.skip(f"{path} holds {len(stored)} bases for (m, n) = ({m}, {n}), need {count}")
+        return tuple(stored[:count])
+    from latticelock.kernels.lattice import reduce_basis
+
+    return tuple(
+        reduce_basis(qary_basis(expand_matrix(bytes([m, n, j]) * 8 + bytes(8), m, n, Q), Q), 8, Q)
+        for j in range(count)
+    )
 
 
 def test_importing_the_package_does_not_import_pycuda():
@@ -76,7 +73,7 @@ def test_build_options_reject_unsupported_dimensions():
 
 
 def test_many_bases_are_stacked_record_major():
-    rbs = bases(16, 8)
+    rbs = bases(32, 16)
     packed = layout.pack_many(list(rbs))
     for i, rb in enumerate(rbs):
         assert np.array_equal(packed.proj[i], rb.proj.ravel())
@@ -263,7 +260,7 @@ def gpu_decode(decoder, rbs, targets, radius, max_nodes=cvp.DEFAULT_MAX_NODES):
 @needs_gpu
 @pytest.mark.parametrize("decoder", ["babai", "cvp"])
 @pytest.mark.parametrize("many", [False, True])
-@pytest.mark.parametrize("shape", [(24, 12), (32, 16)])
+@pytest.mark.parametrize("shape", [(32, 16), (48, 16)])
 def test_gpu_matches_numba(decoder, many, shape):
     m, n = shape
     rbs = bases(m, n) if many else bases(m, n)[:1]
@@ -276,8 +273,8 @@ def test_gpu_matches_numba(decoder, many, shape):
 @pytest.mark.gpu
 @needs_gpu
 def test_gpu_spends_the_node_budget_as_numba():
-    rbs = bases(24, 12)[:1]
-    targets, radius = make_targets("noisy", list(rbs), 500, radius_for(24, 12), np.random.default_rng(9))
+    rbs = bases(32, 16)[:1]
+    targets, radius = make_targets("noisy", list(rbs), 500, radius_for(32, 16), np.random.default_rng(9))
     result = gpu_decode("cvp", rbs, targets, radius, max_nodes=40)
     assert result[2].any()
     assert_same(result, cpu_decode("cvp", rbs, targets, radius, max_nodes=40))
@@ -288,16 +285,32 @@ def test_gpu_spends_the_node_budget_as_numba():
 def test_gpu_rejects_what_the_cpu_rejects_and_handles_empty_batches():
     from latticelock.kernels import gpu
 
-    rb = bases(16, 8)[0]
+    rb = bases(32, 16)[0]
     for fn in (babai.babai_decode, gpu.babai_decode):
         with pytest.raises(ValueError):
-            fn(rb, np.zeros((3, 15)))
+            fn(rb, np.zeros((3, 31)))
         with pytest.raises(ValueError):
-            fn(rb, np.full((1, 16), np.nan))
-    assert gpu.babai_decode(rb, np.zeros((0, 16))).shape == (0, 16)
-    vectors, found = gpu.cvp_decode(rb, np.zeros((0, 16)), 10.0)
-    assert vectors.shape == (0, 16) and found.shape == (0,)
+            fn(rb, np.full((1, 32), np.nan))
+    assert gpu.babai_decode(rb, np.zeros((0, 32))).shape == (0, 32)
+    vectors, found = gpu.cvp_decode(rb, np.zeros((0, 32)), 10.0)
+    assert vectors.shape == (0, 32) and found.shape == (0,)
     with pytest.raises(ValueError):
-        gpu.cvp_decode(rb, np.zeros((1, 16)), -1.0)
+        gpu.cvp_decode(rb, np.zeros((1, 32)), -1.0)
     with pytest.raises(ValueError):
-        gpu.babai_decode_many([rb], np.zeros((2, 16)))
+        gpu.babai_decode_many([rb], np.zeros((2, 32)))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_resident_bases_are_reused_only_for_the_same_objects():
+    from latticelock.kernels import gpu
+
+    one, other = bases(32, 16, 4)[:2], bases(32, 16, 4)[2:]
+    rng = np.random.default_rng(11)
+    for rbs in (one, other, one, one[::-1]):
+        per = [rbs[i % 2] for i in range(64)]  # same length every time: only identity tells them apart
+        targets, radius = make_targets("noisy", per, 64, radius_for(32, 16), rng)
+        assert np.array_equal(gpu.babai_decode_many(per, targets), babai.babai_decode_many(per, targets))
+        gv, gf = gpu.cvp_decode_many(per, targets, radius)
+        cv, cf = cvp.cvp_decode_many(per, targets, radius)
+        assert np.array_equal(gv, cv) and np.array_equal(gf, cf)

@@ -2,8 +2,10 @@
 
 For each decoder (Babai, exact CVP within the parameter sets' radius), each batch shape (many
 candidates against one basis; one target against each of many bases, 1:N) and each (m, n): decodes
-per second on each backend (median of repeats), and for the GPU the flops and bytes one decode needs
-and the resulting fraction of the named GPU's FP64 and memory-bandwidth limits.
+per second on each backend (median of repeats after a warm-up call; the GPU keeps the bases of its
+latest call resident, so repeated calls against the same records copy only the targets), and for the
+GPU kernel the flops and bytes one decode needs and the resulting fraction of the named GPU's FP64
+and memory-bandwidth limits.
 
 `--agreement N` also decodes N targets per decoder on both backends (random, and built on rounding
 boundaries) and counts the decoded vectors that differ.
@@ -119,7 +121,10 @@ def load_bases(path: Path) -> dict[tuple[int, int], list]:
     for key in sorted(k for k in data.files if k.endswith("_basis")):
         m, n, j = key.split("_")[:3]
         prefix = f"{m}_{n}_{j}_"
-        rb = ReducedBasis(**{name: data[prefix + name] for name in ("basis", "mu", "bstar", "bstar_sqnorm", "proj")}, q=Q)
+        arrays = {name: data[prefix + name] for name in ("basis", "mu", "bstar", "bstar_sqnorm", "proj")}
+        for a in arrays.values():
+            a.setflags(write=False)  # as lattice.gso makes them
+        rb = ReducedBasis(**arrays, q=Q)
         out.setdefault((int(m[1:]), int(n[1:])), []).append(rb)
     return out
 
@@ -363,13 +368,16 @@ def bench(bases: dict, decoders, modes, backends, batches, repeat, seed, info, p
 
 def gpu_roofline(row: Row, rbs: list, targets: np.ndarray, radius: float, repeat: int, info: dict) -> None:
     from latticelock.kernels.cvp import RADIUS_SLACK
-    from latticelock.kernels.gpu.launch import launch
+    from latticelock.kernels.gpu.launch import launch, upload
     from latticelock.kernels.gpu.layout import pack_many, pack_one
 
     k = len(targets)
-    packed = pack_many([rbs[i % len(rbs)] for i in range(k)]) if row.mode == "many" else pack_one(rbs[0])
+    device = upload(pack_many([rbs[i % len(rbs)] for i in range(k)]) if row.mode == "many" else pack_one(rbs[0]))
     bound = None if row.decoder == "babai" else radius * radius * (1 + RADIUS_SLACK)
-    runs = [launch(packed, targets, bound, 10_000_000) for _ in range(repeat + 1)][1:]
+    try:
+        runs = [launch(device, targets, bound, 10_000_000) for _ in range(repeat + 1)][1:]
+    finally:
+        device.free()
     kernel_s = statistics.median(r.kernel_s for r in runs)
     nodes = terms = 0.0
     if bound is not None:

@@ -74,5 +74,5 @@ def algebraic(scheme, record, prior: S.FacePrior) -> np.ndarray | None:
     if kind == "mrp":
         return S.mrp_conditional_mean(record, prior)
     if kind == "facial-fe":
-        return S.facial_fe_codeword_recovery(record, scheme.scale, prior.mean)
+        return S.facial_fe_codeword_recovery(record, scheme.scale, prior)
     return None

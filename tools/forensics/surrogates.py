@@ -4,7 +4,8 @@ some records allow outright. Each function reads only what the record stores plu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,11 +18,14 @@ class FacePrior:
 
     mean: np.ndarray  # float64[512]
     cov: np.ndarray  # float64[512, 512]
+    precision: np.ndarray = field(repr=False)  # inverse of cov plus a small ridge
 
     @classmethod
-    def fit(cls, public: np.ndarray) -> "FacePrior":
+    def fit(cls, public: np.ndarray, ridge: float = 1e-4) -> "FacePrior":
         x = np.asarray(public, dtype=np.float64)
-        return cls(x.mean(0), np.cov(x, rowvar=False))
+        cov = np.cov(x, rowvar=False)
+        regular = cov + ridge * np.trace(cov) / len(cov) * np.eye(len(cov))
+        return cls(x.mean(0), cov, np.linalg.inv(regular))
 
 
 # --- unprotected -----------------------------------------------------------------------------------
@@ -64,19 +68,43 @@ def facial_fe_helper(record, scale: float) -> np.ndarray:
     return np.asarray(record["helper"], dtype=np.float64) / scale
 
 
-def facial_fe_codeword_recovery(record, scale: float, guess: np.ndarray, rounds: int = 3) -> np.ndarray:
-    """Algebraic recovery: x = (helper + w) / scale with w in E8 per block. Start from a guess of x
-    (the public mean, or PIPE's output) and take, per block, the E8 point that makes x closest to the
-    guess; exact on every block where scale * |x - guess| stays inside E8's packing radius (1/sqrt 2)."""
+def _e8_short_vectors() -> np.ndarray:
+    """0 and the 240 minimal vectors of E8: (+-1, +-1, 0^6) permuted, and (+-1/2)^8 with an even number of minus signs."""
+    rows = [np.zeros(8)]
+    for i, j in itertools.combinations(range(8), 2):
+        for a, b in itertools.product((1.0, -1.0), repeat=2):
+            v = np.zeros(8)
+            v[i], v[j] = a, b
+            rows.append(v)
+    for signs in itertools.product((0.5, -0.5), repeat=8):
+        if sum(s < 0 for s in signs) % 2 == 0:
+            rows.append(np.array(signs))
+    return np.array(rows)
+
+
+def facial_fe_codeword_recovery(record, scale: float, prior: FacePrior, sweeps: int = 3) -> np.ndarray:
+    """Algebraic recovery: x = (helper + w) / scale with w in E8 on each 8-block, so only the codeword
+    is unknown. Start from w0 = the E8 point that puts x nearest the public mean face, then, block by
+    block (iterated conditional modes), pick w0 + (0 or one of E8's 240 minimal vectors) that makes
+    x most likely under the public Gaussian prior given the other blocks."""
     from latticelock.kernels.e8 import decode_blocks
 
     helper = np.asarray(record["helper"], dtype=np.float64)
-    x = np.asarray(guess, dtype=np.float64)
-    for _ in range(rounds):
-        w = decode_blocks(scale * x - helper)
-        x = (helper + w) / scale
-        x = x / max(np.linalg.norm(x), 1e-12)  # embeddings are unit vectors: pull blocks toward it
-    return (helper + decode_blocks(scale * x - helper)) / scale
+    mean, precision = prior.mean, prior.precision
+    w0 = decode_blocks(scale * mean - helper)
+    shifts = _e8_short_vectors()
+    x = (helper + w0) / scale
+    for _ in range(sweeps):
+        for start in range(0, len(x), 8):
+            block = slice(start, start + 8)
+            rest = x - mean
+            rest[block] = 0
+            lbb = precision[block, block]
+            centre = mean[block] - np.linalg.solve(lbb, precision[block, :] @ rest)
+            candidates = (helper[block] + w0[block] + shifts) / scale - centre
+            score = np.einsum("ki,ij,kj->k", candidates, lbb, candidates)
+            x[block] = candidates[np.argmin(score)] + centre
+    return x
 
 
 # --- L2FE-Hash -------------------------------------------------------------------------------------
