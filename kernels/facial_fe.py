@@ -26,9 +26,10 @@ from latticelock.kernels.scheme import EMBEDDING_DIM, SchemeBase, as_embedding, 
 
 SCHEME_ID = "facial-fe"
 PARAMETER_SET = "facial-fe-facenet-e8"
-# Chosen for a 10% false-negative rate on genuine pairs of public LFW identities.
+# The largest scale (grid step 0.1) whose false-negative rate on the 140 genuine pairs of the public
+# LFW identities is at most FNR_TARGET (measured 0.093 at 4.4), by `latticelock eval projection`.
 FNR_TARGET = 0.10
-SCALE = 4.2
+SCALE = 4.4
 SALT_BYTES = 16
 FIELDS = ("helper", "salt", "tag")
 
