@@ -234,3 +234,27 @@ def test_several_faces_are_all_found_and_the_central_one_is_chosen(real_pipeline
     assert len(faces) == 3
     chosen = real_pipeline.choose(faces, frame.shape)
     assert 250 < (chosen.box[0] + chosen.box[2]) / 2 < 450
+
+
+# --- the latency benchmark's frames ----------------------------------------------------------------
+
+def test_bench_frames_are_640x480_without_datasets():
+    from latticelock.tools.bench_pipeline import compose_frames
+
+    one, many, source = compose_frames(None)
+    assert one.shape == many.shape == (480, 640, 3) and "synthetic" in source
+
+
+@pytest.mark.integration
+def test_bench_pipeline_command_finds_one_and_eight_faces(datasets, tmp_path, capsys):
+    import json
+
+    from latticelock.tools.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "pipeline", "--repeat", "1", "--threads", "1", "--dataset", str(datasets), "--json", str(out)]) == 0
+    assert "median ms" in capsys.readouterr().out
+    rows = {row["stage"]: row for row in json.loads(out.read_text())["results"]}
+    assert rows["detect 640x480, 1 face"]["faces_found"] == 1
+    assert rows["detect 640x480, many faces"]["faces_found"] == 8
+    assert all(row["median_ms"] > 0 for row in rows.values())

@@ -165,10 +165,10 @@ def load_embeddings(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
 
 def centre_crop_embeddings(dataset: Path, files: list[str], threads: int | None) -> dict[str, np.ndarray]:
     """Embeddings of the central 160x160 of 250x250 deep-funneled LFW images (with flip averaging)."""
+    import cv2
+
     from latticelock.models.facenet import Embedder
     from latticelock.models.pipeline import load_image
-
-    import cv2
 
     embedder = Embedder(threads=threads)
     out = {}
