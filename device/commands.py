@@ -39,7 +39,7 @@ def _camera(parser: argparse.ArgumentParser) -> None:
 def _unlocking(parser: argparse.ArgumentParser) -> None:
     _camera(parser)
     parser.add_argument("--policy-k", type=int, help="matches of one user needed to accept (default 2)")
-    parser.add_argument("--policy-n", type=int, help="usable frames per attempt (default 5)")
+    parser.add_argument("--policy-n", type=int, help="usable frames per attempt (default 3)")
     parser.add_argument("--policy-window", type=float, help="seconds an attempt may last (default 10)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print the outcome of every frame")
 
@@ -227,7 +227,7 @@ def _authenticate(args, config, mcu):
     store = _store(args, config, create=False)
     policy = PolicyConfig(
         k=int(resolve(args, config, "policy_k", 2)),
-        n=int(resolve(args, config, "policy_n", 5)),
+        n=int(resolve(args, config, "policy_n", 3)),
         window_s=resolve_float(args, config, "policy_window", 10.0),
     )
     auth = Authenticator(store, _pipeline(args, config), policy=policy, quality=_quality(args, config), mcu=mcu, scheme_options=_scheme_options(args, config))

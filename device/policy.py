@@ -6,6 +6,21 @@ accepted as soon as one user has `k` matches among them, and rejected as soon as
 happen (too few frames left, or the window has passed). Frames with no usable face do not count
 towards `n`, only towards the clock. `latticelock eval policy` measures the false-accept and
 false-reject rates per attempt that a choice of (k, n) gives, by feeding this same class.
+
+Measured with l2fe-facenet-m32 on the LFW identities of lfw_pairs.txt (602 people enrolled from 3
+images each, 6020 genuine and 10234 impostor attempts; `latticelock eval policy --embeddings
+/work/data/lfw.npz --faces94 /work/data/faces94.npz --max-people 1000 --impostor-people 17`),
+FRR / FAR per attempt with 95% Wilson intervals:
+
+    1/1  FRR 0.0043 [0.0029, 0.0063]  FAR 0.0090 [0.0073, 0.0110]
+    2/3  FRR 0.0020 [0.0011, 0.0035]  FAR 0.0087 [0.0071, 0.0107]   <- default
+    2/5  FRR 0.0017 [0.0009, 0.0031]  FAR 0.0101 [0.0083, 0.0122]
+    3/5  FRR 0.0020 [0.0011, 0.0035]  FAR 0.0086 [0.0070, 0.0106]
+
+2 of 3 halves 1/1's false rejects at no cost in false accepts, and decides after two matching
+frames. More frames (n=5) buy little FRR and give an impostor more draws. On faces94 (18 people)
+the same threshold accepts about one impostor attempt in ten (2/3: FAR 0.0980 [0.0695, 0.1365],
+FRR 0 of 180): the projection's threshold is calibrated on LFW.
 """
 
 from __future__ import annotations
@@ -21,8 +36,8 @@ from latticelock.device.errors import ConfigError
 class PolicyConfig:
     k: int = 2
     """Matches of the same user needed to accept (`--policy-k`, default 2)."""
-    n: int = 5
-    """Usable frames one attempt may use (`--policy-n`, default 5)."""
+    n: int = 3
+    """Usable frames one attempt may use (`--policy-n`, default 3; 2 of 3 measured best of the k/n tried, see `latticelock eval policy`)."""
     window_s: float = 10.0
     """An attempt ends this many seconds after its first usable frame (`--policy-window`, default 10)."""
 

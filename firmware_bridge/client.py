@@ -129,6 +129,7 @@ class McuClient:
         self.unlock(user, sign_unlock(key, self.get_challenge(), user))
 
     def close(self) -> None:
+        """Close the link."""
         self.link.close()
 
     def __enter__(self) -> McuClient:

@@ -139,9 +139,11 @@ class FrameDecoder:
         self._discarding = False
 
     def feed(self, data: bytes) -> None:
+        """Append received bytes; frames are taken out by `next_frame`."""
         self._buffer += data
 
     def reset(self) -> None:
+        """Forget any partial frame."""
         self._buffer.clear()
         self._discarding = False
 

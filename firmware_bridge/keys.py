@@ -50,6 +50,7 @@ def unlock_message(nonce: bytes, user: str) -> bytes:
 
 
 def sign_unlock(key: Ed25519PrivateKey, nonce: bytes, user: str) -> bytes:
+    """`user`'s 64-byte Ed25519 signature over the microcontroller's `nonce`."""
     return key.sign(unlock_message(nonce, user))
 
 

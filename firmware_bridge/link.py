@@ -24,6 +24,8 @@ from latticelock.firmware_bridge.messages import Error, Message, decode_message
 DEFAULT_TIMEOUT = 2.0
 POLL_INTERVAL = 0.05
 DEFAULT_BAUDRATE = 115200
+# pyserial blocks for ever in write() by default; a stalled port must surface as a LinkError instead.
+WRITE_TIMEOUT = 5.0
 
 
 class Link:
@@ -39,9 +41,11 @@ class Link:
         self._seq = secrets.randbelow(0xFFFF) + 1
 
     def send_frame(self, frame: Frame) -> None:
+        """Encode and write one frame."""
         self.write(encode_frame(frame))
 
     def send(self, message: Message, seq: int) -> None:
+        """Write `message` in a frame carrying sequence number `seq`."""
         self.send_frame(Frame(message.TYPE, seq, message.encode_payload()))
 
     def write(self, data: bytes) -> None:
@@ -102,6 +106,7 @@ class Link:
                     problem = "the microcontroller reported an unreadable frame"
 
     def close(self) -> None:
+        """Close the port; a port that fails while closing is as closed as it will get."""
         try:
             self.port.close()
         except (serial.SerialException, OSError):
@@ -128,7 +133,7 @@ class Link:
 def open_link(url: str, timeout: float = DEFAULT_TIMEOUT, baudrate: int = DEFAULT_BAUDRATE) -> Link:
     """Open a link by pyserial URL: `loop://`, `socket://host:port`, `spy://...`, a pty path or a real port."""
     try:
-        port = serial.serial_for_url(url, baudrate=baudrate, timeout=POLL_INTERVAL)
+        port = serial.serial_for_url(url, baudrate=baudrate, timeout=POLL_INTERVAL, write_timeout=WRITE_TIMEOUT)
     except (serial.SerialException, ValueError, OSError) as exc:
         raise LinkError(f"cannot open {url!r}: {exc}") from exc
     return Link(port, timeout)

@@ -112,6 +112,7 @@ class Mcu:
         return Frame(answer.TYPE, frame.seq, answer.encode_payload())
 
     def handle(self, request: Message) -> Message:
+        """The answer to one decoded request (an Error message for a refusal, never an exception)."""
         if not isinstance(request, REQUESTS):
             return Error(ErrorCode.UNEXPECTED, detail=f"{type(request).__name__} is not a request")
         handler = {

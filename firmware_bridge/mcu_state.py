@@ -33,6 +33,8 @@ _CRC = struct.Struct(">I")
 
 @dataclass
 class McuState:
+    """Everything the microcontroller keeps across power cycles."""
+
     device_id: bytes
     pepper: bytes = field(repr=False)
     failures: int = 0
@@ -47,6 +49,7 @@ class McuState:
         return cls(device_id=secrets.token_bytes(DEVICE_ID_SIZE), pepper=secrets.token_bytes(PEPPER_SIZE))
 
     def to_bytes(self) -> bytes:
+        """The state file's bytes (layout in the module docstring), users sorted by name."""
         out = bytearray(
             _FIXED.pack(
                 MAGIC,
@@ -67,6 +70,7 @@ class McuState:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> McuState:
+        """Parse a state file; StateError for a foreign, other-version, corrupt or malformed one."""
         if len(data) < _FIXED.size + _CRC.size or data[:4] != MAGIC:
             raise StateError("microcontroller state is not a LatticeLock MCU state file")
         if data[4] != FORMAT_VERSION:
@@ -85,6 +89,8 @@ class McuState:
                 if not 1 <= size <= MAX_USER or pos + 1 + size + PUBLIC_KEY_SIZE > len(body):
                     raise StateError("microcontroller state has a malformed user entry")
                 name = body[pos + 1 : pos + 1 + size].decode("utf-8")
+                if name in users:
+                    raise StateError(f"microcontroller state lists user {name!r} twice")
                 users[name] = bytes(body[pos + 1 + size : pos + 1 + size + PUBLIC_KEY_SIZE])
                 pos += 1 + size + PUBLIC_KEY_SIZE
         except (IndexError, UnicodeDecodeError):

@@ -4,14 +4,18 @@ Each request type has a response type with the high bit set (HELLO 0x01 -> VERSI
 ERROR (0x7F) may answer any request. Fields are checked when a message is built, so an invalid
 message can be neither sent nor received; decoding rejects short, long (trailing bytes) and
 out-of-range payloads and unknown types with a MessageError. Layout of every payload: PROTOCOL.md.
+
+A message declares its payload once, as a `LAYOUT` of field codecs in wire order; the checks, the
+encoder and the decoder all follow that one table, so they cannot disagree.
 """
 
 from __future__ import annotations
 
-import struct
+import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from latticelock.firmware_bridge.errors import MessageError, UnknownMessageError
 
@@ -59,75 +63,155 @@ class _Reader:
     def uint(self, size: int) -> int:
         return int.from_bytes(self.take(size), "big")
 
-    def flag(self) -> bool:
-        value = self.uint(1)
-        if value > 1:
-            raise MessageError(f"{self.name} has a boolean field of {value}; expected 0 or 1")
-        return bool(value)
-
-    def text(self) -> str:
-        raw = self.take(self.uint(1))
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MessageError(f"{self.name} has a text field that is not valid UTF-8") from None
-
-    def blob(self) -> bytes:
-        return self.take(self.uint(2))
-
     def end(self) -> None:
         if self.pos != len(self.data):
             raise MessageError(f"{self.name} payload has {len(self.data) - self.pos} trailing bytes")
 
 
-def _text(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    return bytes([len(raw)]) + raw
+# --- field codecs ---------------------------------------------------------------------------
 
 
-def _check_text(kind: str, value: str, limit: int, allow_empty: bool = False) -> None:
-    if not isinstance(value, str):
-        raise MessageError(f"{kind} must be a string")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise MessageError(f"{kind} is not encodable as UTF-8") from None
-    if size > limit or (size == 0 and not allow_empty):
-        raise MessageError(f"{kind} must be {'0' if allow_empty else '1'} to {limit} bytes of UTF-8, got {size}")
+@dataclass(frozen=True)
+class _Field(ABC):
+    """One payload field: `attr` names the dataclass field, `kind` names it in error messages."""
+
+    attr: str
+    kind: str
+
+    @abstractmethod
+    def check(self, value: Any) -> None:
+        """Raise MessageError unless `value` fits the field."""
+
+    @abstractmethod
+    def encode(self, value: Any) -> bytes:
+        """The field's bytes; `value` has passed `check`."""
+
+    @abstractmethod
+    def decode(self, reader: _Reader) -> Any:
+        """The field read off `reader` (checked afterwards, when the message is built)."""
 
 
-def _check_bytes(kind: str, value: bytes, size: int) -> None:
-    if not isinstance(value, (bytes, bytearray)) or len(value) != size:
-        raise MessageError(f"{kind} must be {size} bytes")
+@dataclass(frozen=True)
+class _Uint(_Field):
+    """Unsigned big-endian integer of `bits` bits."""
+
+    bits: int
+
+    def check(self, value: Any) -> None:
+        if not isinstance(value, int) or not 0 <= value < 1 << self.bits:
+            raise MessageError(f"{self.kind} must be an integer in [0, 2**{self.bits})")
+
+    def encode(self, value: int) -> bytes:
+        return value.to_bytes(self.bits // 8, "big")
+
+    def decode(self, reader: _Reader) -> int:
+        return reader.uint(self.bits // 8)
 
 
-def _check_flag(kind: str, value: bool) -> None:
-    if not isinstance(value, bool):
-        raise MessageError(f"{kind} must be a bool")
+@dataclass(frozen=True)
+class _Flag(_Field):
+    """One byte, 0 or 1; any other value is malformed rather than read as true."""
+
+    def check(self, value: Any) -> None:
+        if not isinstance(value, bool):
+            raise MessageError(f"{self.kind} must be a bool")
+
+    def encode(self, value: bool) -> bytes:
+        return bytes([int(value)])
+
+    def decode(self, reader: _Reader) -> bool:
+        value = reader.uint(1)
+        if value > 1:
+            raise MessageError(f"{reader.name} has a boolean field of {value}; expected 0 or 1")
+        return bool(value)
 
 
-def _check_uint(kind: str, value: int, bits: int) -> None:
-    if not isinstance(value, int) or not 0 <= value < 1 << bits:
-        raise MessageError(f"{kind} must be an integer in [0, 2**{bits})")
+@dataclass(frozen=True)
+class _Fixed(_Field):
+    """Exactly `size` raw bytes (nonces, keys, signatures, MACs)."""
+
+    size: int
+
+    def check(self, value: Any) -> None:
+        if not isinstance(value, (bytes, bytearray)) or len(value) != self.size:
+            raise MessageError(f"{self.kind} must be {self.size} bytes")
+
+    def encode(self, value: bytes) -> bytes:
+        return bytes(value)
+
+    def decode(self, reader: _Reader) -> bytes:
+        return reader.take(self.size)
+
+
+@dataclass(frozen=True)
+class _Text(_Field):
+    """UTF-8 text behind a u8 byte count, at most `limit` bytes (and not empty unless `allow_empty`)."""
+
+    limit: int
+    allow_empty: bool = False
+
+    def check(self, value: Any) -> None:
+        if not isinstance(value, str):
+            raise MessageError(f"{self.kind} must be a string")
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise MessageError(f"{self.kind} is not encodable as UTF-8") from None
+        if size > self.limit or (size == 0 and not self.allow_empty):
+            low = "0" if self.allow_empty else "1"
+            raise MessageError(f"{self.kind} must be {low} to {self.limit} bytes of UTF-8, got {size}")
+
+    def encode(self, value: str) -> bytes:
+        raw = value.encode("utf-8")
+        return bytes([len(raw)]) + raw
+
+    def decode(self, reader: _Reader) -> str:
+        raw = reader.take(reader.uint(1))
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MessageError(f"{reader.name} has a text field that is not valid UTF-8") from None
+
+
+@dataclass(frozen=True)
+class _Blob(_Field):
+    """1 to `limit` raw bytes behind a u16 byte count."""
+
+    limit: int
+
+    def check(self, value: Any) -> None:
+        if not isinstance(value, (bytes, bytearray)) or not 1 <= len(value) <= self.limit:
+            raise MessageError(f"{self.kind} must be 1 to {self.limit} bytes")
+
+    def encode(self, value: bytes) -> bytes:
+        return len(value).to_bytes(2, "big") + bytes(value)
+
+    def decode(self, reader: _Reader) -> bytes:
+        return reader.take(reader.uint(2))
+
+
+_USER = _Text("user", "user name", MAX_USER)
 
 
 class Message:
-    """Base of every message: a type code, a payload encoder and a strict payload decoder."""
+    """Base of every message: a type code and its payload `LAYOUT`, which drives checks and codec."""
 
     TYPE: ClassVar[int]
+    LAYOUT: ClassVar[tuple[_Field, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for field in self.LAYOUT:
+            field.check(getattr(self, field.attr))
 
     def encode_payload(self) -> bytes:
-        return b""
+        return b"".join(field.encode(getattr(self, field.attr)) for field in self.LAYOUT)
 
     @classmethod
     def decode_payload(cls, payload: bytes) -> Message:
-        _Reader(cls.__name__, payload).end()
-        return cls()
-
-
-class _UserMixin:
-    def _check_user(self) -> None:
-        _check_text("user name", self.user, MAX_USER)
+        reader = _Reader(cls.__name__, payload)
+        message = cls(**{field.attr: field.decode(reader) for field in cls.LAYOUT})
+        reader.end()
+        return message
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -144,64 +228,26 @@ class GetChallenge(Message):
 
 
 @dataclass(frozen=True)
-class Unlock(Message, _UserMixin):
+class Unlock(Message):
     TYPE: ClassVar[int] = 0x03
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Fixed("signature", "signature", SIGNATURE_SIZE))
     user: str
     signature: bytes
 
-    def __post_init__(self) -> None:
-        self._check_user()
-        _check_bytes("signature", self.signature, SIGNATURE_SIZE)
-
-    def encode_payload(self) -> bytes:
-        return _text(self.user) + bytes(self.signature)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Unlock:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.text(), r.take(SIGNATURE_SIZE))
-        r.end()
-        return msg
-
 
 @dataclass(frozen=True)
-class EnrollPubkey(Message, _UserMixin):
+class EnrollPubkey(Message):
     TYPE: ClassVar[int] = 0x04
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Fixed("public_key", "public key", PUBLIC_KEY_SIZE))
     user: str
     public_key: bytes
 
-    def __post_init__(self) -> None:
-        self._check_user()
-        _check_bytes("public key", self.public_key, PUBLIC_KEY_SIZE)
-
-    def encode_payload(self) -> bytes:
-        return _text(self.user) + bytes(self.public_key)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> EnrollPubkey:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.text(), r.take(PUBLIC_KEY_SIZE))
-        r.end()
-        return msg
-
 
 @dataclass(frozen=True)
-class RemoveUser(Message, _UserMixin):
+class RemoveUser(Message):
     TYPE: ClassVar[int] = 0x05
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER,)
     user: str
-
-    def __post_init__(self) -> None:
-        self._check_user()
-
-    def encode_payload(self) -> bytes:
-        return _text(self.user)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> RemoveUser:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.text())
-        r.end()
-        return msg
 
 
 @dataclass(frozen=True)
@@ -210,25 +256,11 @@ class Status(Message):
 
 
 @dataclass(frozen=True)
-class PepperMac(Message, _UserMixin):
+class PepperMac(Message):
     TYPE: ClassVar[int] = 0x07
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Blob("data", "MAC input", MAX_MAC_DATA))
     user: str
     data: bytes
-
-    def __post_init__(self) -> None:
-        self._check_user()
-        if not isinstance(self.data, (bytes, bytearray)) or not 1 <= len(self.data) <= MAX_MAC_DATA:
-            raise MessageError(f"MAC input must be 1 to {MAX_MAC_DATA} bytes")
-
-    def encode_payload(self) -> bytes:
-        return _text(self.user) + struct.pack(">H", len(self.data)) + bytes(self.data)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> PepperMac:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.text(), r.blob())
-        r.end()
-        return msg
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -237,119 +269,65 @@ class PepperMac(Message, _UserMixin):
 @dataclass(frozen=True)
 class Version(Message):
     TYPE: ClassVar[int] = 0x81
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _Uint("protocol", "protocol version", 8),
+        _Text("firmware", "firmware name", MAX_FIRMWARE),
+        _Fixed("device_id", "device id", DEVICE_ID_SIZE),
+        _Flag("provisioning", "provisioning flag"),
+        _Uint("max_payload", "max payload", 16),
+    )
     protocol: int
     firmware: str
     device_id: bytes
     provisioning: bool
     max_payload: int
 
-    def __post_init__(self) -> None:
-        _check_uint("protocol version", self.protocol, 8)
-        _check_text("firmware name", self.firmware, MAX_FIRMWARE)
-        _check_bytes("device id", self.device_id, DEVICE_ID_SIZE)
-        _check_flag("provisioning flag", self.provisioning)
-        _check_uint("max payload", self.max_payload, 16)
-
-    def encode_payload(self) -> bytes:
-        return (
-            bytes([self.protocol])
-            + _text(self.firmware)
-            + bytes(self.device_id)
-            + bytes([int(self.provisioning)])
-            + struct.pack(">H", self.max_payload)
-        )
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Version:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.uint(1), r.text(), r.take(DEVICE_ID_SIZE), r.flag(), r.uint(2))
-        r.end()
-        return msg
-
 
 @dataclass(frozen=True)
 class Challenge(Message):
     TYPE: ClassVar[int] = 0x82
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _Fixed("nonce", "nonce", NONCE_SIZE),
+        _Uint("ttl_ms", "challenge lifetime", 32),
+    )
     nonce: bytes
     ttl_ms: int
 
-    def __post_init__(self) -> None:
-        _check_bytes("nonce", self.nonce, NONCE_SIZE)
-        _check_uint("challenge lifetime", self.ttl_ms, 32)
-
-    def encode_payload(self) -> bytes:
-        return bytes(self.nonce) + struct.pack(">I", self.ttl_ms)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Challenge:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.take(NONCE_SIZE), r.uint(4))
-        r.end()
-        return msg
-
 
 @dataclass(frozen=True)
-class Unlocked(Message, _UserMixin):
+class Unlocked(Message):
     TYPE: ClassVar[int] = 0x83
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER,)
     user: str
 
-    def __post_init__(self) -> None:
-        self._check_user()
-
-    def encode_payload(self) -> bytes:
-        return _text(self.user)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Unlocked:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.text())
-        r.end()
-        return msg
-
 
 @dataclass(frozen=True)
-class Enrolled(Message, _UserMixin):
+class Enrolled(Message):
     TYPE: ClassVar[int] = 0x84
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Flag("replaced", "replaced flag"))
     user: str
     replaced: bool
 
-    def __post_init__(self) -> None:
-        self._check_user()
-        _check_flag("replaced flag", self.replaced)
-
-    def encode_payload(self) -> bytes:
-        return _text(self.user) + bytes([int(self.replaced)])
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Enrolled:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.text(), r.flag())
-        r.end()
-        return msg
-
 
 @dataclass(frozen=True)
-class Removed(Message, _UserMixin):
+class Removed(Message):
     TYPE: ClassVar[int] = 0x85
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER,)
     user: str
-
-    def __post_init__(self) -> None:
-        self._check_user()
-
-    def encode_payload(self) -> bytes:
-        return _text(self.user)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Removed:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.text())
-        r.end()
-        return msg
 
 
 @dataclass(frozen=True)
 class StatusReport(Message):
     TYPE: ClassVar[int] = 0x86
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _Flag("provisioning", "provisioning flag"),
+        _Uint("users", "user count", 16),
+        _Uint("failures", "failure count", 16),
+        _Uint("max_failures", "failure limit", 8),
+        _Uint("lockout_remaining_ms", "lockout remaining", 32),
+        _Uint("lockouts", "lockout count", 32),
+        _Uint("unlocks", "unlock count", 32),
+    )
     provisioning: bool
     users: int
     failures: int
@@ -358,77 +336,25 @@ class StatusReport(Message):
     lockouts: int
     unlocks: int
 
-    _FIELDS: ClassVar[struct.Struct] = struct.Struct(">?HHBIII")
-
-    def __post_init__(self) -> None:
-        _check_flag("provisioning flag", self.provisioning)
-        _check_uint("user count", self.users, 16)
-        _check_uint("failure count", self.failures, 16)
-        _check_uint("failure limit", self.max_failures, 8)
-        _check_uint("lockout remaining", self.lockout_remaining_ms, 32)
-        _check_uint("lockout count", self.lockouts, 32)
-        _check_uint("unlock count", self.unlocks, 32)
-
-    def encode_payload(self) -> bytes:
-        return self._FIELDS.pack(
-            self.provisioning,
-            self.users,
-            self.failures,
-            self.max_failures,
-            self.lockout_remaining_ms,
-            self.lockouts,
-            self.unlocks,
-        )
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> StatusReport:
-        r = _Reader(cls.__name__, payload)
-        provisioning = r.flag()
-        msg = cls(provisioning, r.uint(2), r.uint(2), r.uint(1), r.uint(4), r.uint(4), r.uint(4))
-        r.end()
-        return msg
-
 
 @dataclass(frozen=True)
 class Mac(Message):
     TYPE: ClassVar[int] = 0x87
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_Fixed("mac", "MAC", MAC_SIZE),)
     mac: bytes
-
-    def __post_init__(self) -> None:
-        _check_bytes("MAC", self.mac, MAC_SIZE)
-
-    def encode_payload(self) -> bytes:
-        return bytes(self.mac)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Mac:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.take(MAC_SIZE))
-        r.end()
-        return msg
 
 
 @dataclass(frozen=True)
 class Error(Message):
     TYPE: ClassVar[int] = 0x7F
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _Uint("code", "error code", 8),
+        _Uint("retry_after_ms", "retry delay", 32),
+        _Text("detail", "error detail", MAX_DETAIL, allow_empty=True),
+    )
     code: int
     retry_after_ms: int = 0
     detail: str = ""
-
-    def __post_init__(self) -> None:
-        _check_uint("error code", self.code, 8)
-        _check_uint("retry delay", self.retry_after_ms, 32)
-        _check_text("error detail", self.detail, MAX_DETAIL, allow_empty=True)
-
-    def encode_payload(self) -> bytes:
-        return bytes([self.code]) + struct.pack(">I", self.retry_after_ms) + _text(self.detail)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Error:
-        r = _Reader(cls.__name__, payload)
-        msg = cls(r.uint(1), r.uint(4), r.text())
-        r.end()
-        return msg
 
     @property
     def code_name(self) -> str:
@@ -442,7 +368,21 @@ REQUESTS: tuple[type[Message], ...] = (Hello, GetChallenge, Unlock, EnrollPubkey
 RESPONSES: tuple[type[Message], ...] = (Version, Challenge, Unlocked, Enrolled, Removed, StatusReport, Mac, Error)
 MESSAGE_TYPES: dict[int, type[Message]] = {cls.TYPE: cls for cls in REQUESTS + RESPONSES}
 # The answer each request expects (ERROR aside).
-RESPONSE_FOR: dict[type[Message], type[Message]] = dict(zip(REQUESTS, RESPONSES[:-1]))
+RESPONSE_FOR: dict[type[Message], type[Message]] = dict(zip(REQUESTS, RESPONSES[:-1], strict=True))
+
+
+def _check_layouts() -> None:
+    # A layout that misses, repeats or misorders a dataclass field would encode a different payload
+    # than PROTOCOL.md describes; refuse to import rather than speak it.
+    for cls in MESSAGE_TYPES.values():
+        declared = [f.name for f in dataclasses.fields(cls)]
+        if [f.attr for f in cls.LAYOUT] != declared:
+            raise TypeError(f"{cls.__name__}.LAYOUT {[f.attr for f in cls.LAYOUT]} does not match its fields {declared}")
+    if len(MESSAGE_TYPES) != len(REQUESTS) + len(RESPONSES):
+        raise TypeError("two message classes share a type code")
+
+
+_check_layouts()
 
 
 def clip_detail(text: str) -> str:

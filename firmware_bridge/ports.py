@@ -14,18 +14,33 @@ import os
 import select
 import socket
 import termios
+import time
 import tty
 from collections.abc import Callable
 
-from latticelock.firmware_bridge.errors import LinkError
+from latticelock.firmware_bridge.errors import LinkError, LinkTimeoutError
+
+# A peer that stops reading fills the kernel buffer; past this many seconds without progress the
+# write fails instead of blocking the simulator's thread for ever (and `stop()` with it).
+WRITE_TIMEOUT = 5.0
 
 
 class FdPort:
     """A port over a readable and writable file descriptor (a pty master or a connected socket)."""
 
-    def __init__(self, fd: int, timeout: float | None = None, on_close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        fd: int,
+        timeout: float | None = None,
+        on_close: Callable[[], None] | None = None,
+        write_timeout: float = WRITE_TIMEOUT,
+    ) -> None:
         self.fd = fd
         self.timeout = timeout
+        self.write_timeout = write_timeout
+        # A blocking write to a tty waits until every byte fits, whatever select said; non-blocking
+        # writes return what fitted, so the deadline below is honoured.
+        os.set_blocking(fd, False)
         self._on_close = on_close
         self.is_open = True
 
@@ -37,6 +52,8 @@ class FdPort:
             return b""
         try:
             data = os.read(self.fd, size)
+        except BlockingIOError:
+            return b""
         except OSError as exc:
             raise LinkError(f"read failed: {exc}") from exc
         if not data:
@@ -44,24 +61,42 @@ class FdPort:
         return data
 
     def write(self, data: bytes) -> int:
+        """Write all of `data`; LinkTimeoutError if the peer accepts nothing for `write_timeout` seconds."""
         self._check_open()
         view = memoryview(bytes(data))
+        deadline = time.monotonic() + self.write_timeout
         try:
             while view:
-                select.select([], [self.fd], [], None)
-                view = view[os.write(self.fd, view) :]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LinkTimeoutError(f"write stalled: the other end read nothing for {self.write_timeout:.1f} s")
+                if not select.select([], [self.fd], [], remaining)[1]:
+                    continue
+                try:
+                    written = os.write(self.fd, view)
+                except BlockingIOError:
+                    continue
+                view = view[written:]
+                deadline = time.monotonic() + self.write_timeout
+        except LinkError:
+            raise  # LinkTimeoutError is also a TimeoutError, hence an OSError: keep it as it is
         except OSError as exc:
             raise LinkError(f"write failed: {exc}") from exc
         return len(data)
 
     @property
     def in_waiting(self) -> int:
+        """Bytes that can be read without waiting."""
         self._check_open()
         count = array.array("i", [0])
-        fcntl.ioctl(self.fd, termios.FIONREAD, count)
+        try:
+            fcntl.ioctl(self.fd, termios.FIONREAD, count)
+        except OSError as exc:
+            raise LinkError(f"cannot query the port: {exc}") from exc
         return count[0]
 
     def close(self) -> None:
+        """Close the port once (later calls do nothing)."""
         if self.is_open:
             self.is_open = False
             if self._on_close is not None:

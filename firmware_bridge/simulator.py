@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import serial
 
 from latticelock.firmware_bridge.errors import FrameError, LinkError, LinkTimeoutError, VersionError
-from latticelock.firmware_bridge.link import POLL_INTERVAL, Link
+from latticelock.firmware_bridge.link import POLL_INTERVAL, WRITE_TIMEOUT, Link
 from latticelock.firmware_bridge.mcu import Mcu
 from latticelock.firmware_bridge.messages import Error, ErrorCode, clip_detail
 from latticelock.firmware_bridge.ports import open_pty, socket_port
@@ -48,7 +48,7 @@ class McuSimulator:
             self._listener, self.address = _listen(url_or_port)
         else:
             try:
-                self._port = serial.serial_for_url(url_or_port, timeout=POLL_INTERVAL)
+                self._port = serial.serial_for_url(url_or_port, timeout=POLL_INTERVAL, write_timeout=WRITE_TIMEOUT)
             except (serial.SerialException, ValueError, OSError) as exc:
                 raise LinkError(f"cannot open {url_or_port!r}: {exc}") from exc
             self.address = url_or_port
@@ -80,6 +80,7 @@ class McuSimulator:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and wait up to `timeout` seconds for the serving thread; closes the port."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)

@@ -10,6 +10,7 @@
    A s number about vol(ball_m(|e|)) / q^(m-n) (Gaussian heuristic); each costs one verifier test
    (one Argon2id evaluation). `mean_face_counts` gives that count per victim; `nearest_is_secret`
    checks directly, with exact CVP, how often the very first candidate is the victim's secret.
+   `mean_face_acceptance` counts the faces whose record the normalised mean face itself unlocks.
 3. Impostor acceptance is measured by `latticelock eval schemes` on the LFW pairs.
 """
 
@@ -98,6 +99,18 @@ def nearest_is_secret(scheme, records: list, budget_nodes: int = 2_000_000) -> n
             s = lattice.solver.solve(vectors[0])
             hits[i] = s is not None and scheme.check_secret(record, s) is not None
     return hits
+
+
+def mean_face_acceptance(params: L2FEParams, projection, embeddings: np.ndarray) -> float:
+    """Fraction of these faces whose record the public mean face (normalised, as a camera would give it)
+    unlocks through the plain decoder: |e - e(mean)| <= radius. The projection drops most of the
+    mean's own direction, so this is far higher than in the 512-d space."""
+    from latticelock.kernels.l2fe import preprocess
+
+    mean = projection.mean.astype(np.float64)
+    e_mean = preprocess(params, projection, (mean / np.linalg.norm(mean))[None, :])
+    distances = np.linalg.norm(preprocess(params, projection, embeddings) - e_mean, axis=1)
+    return float(np.mean(distances <= params.radius))
 
 
 def summarise(values: np.ndarray) -> dict:

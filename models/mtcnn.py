@@ -161,6 +161,7 @@ class Detector:
         self._onet = open_backend(paths["onet"], backend=backend, threads=threads)
 
     def detect(self, image: np.ndarray) -> list[Face]:
+        """Every face in a uint8 [H, W, 3] RGB image, best score first; [] when there is none."""
         image = check_image(image)
         height, width = image.shape[:2]
         scales = pyramid_scales(height, width, self.min_face_size)
@@ -174,7 +175,7 @@ class Detector:
         boxes, scores, landmarks = self._stage3(image, boxes)
         return [
             Face(box=b.astype(np.float32), score=float(s), landmarks=p.astype(np.float32))
-            for b, s, p in zip(boxes, scores, landmarks)
+            for b, s, p in zip(boxes, scores, landmarks, strict=True)
         ]
 
     # Stage 1: P-Net slides a 12x12 window over every pyramid level and proposes candidate boxes.

@@ -7,7 +7,7 @@ Bad input never crashes this module: unreadable or corrupt files and arrays of t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -16,6 +16,10 @@ from latticelock.models.align import ALIGNMENTS, align
 from latticelock.models.errors import ImageError, ModelsError
 from latticelock.models.mtcnn import Face
 
+if TYPE_CHECKING:
+    from latticelock.models.facenet import Embedder
+    from latticelock.models.mtcnn import Detector
+
 # Larger images are shrunk for detection only (coordinates are mapped back, crops come from the
 # full image): MTCNN's pyramid cost grows with the pixel count, and a face this small relative to
 # such a frame (under min_face_size after shrinking) is too small to authenticate anyway.
@@ -23,6 +27,8 @@ MAX_DETECT_SIDE = 1280
 
 
 class EmbeddedFace(NamedTuple):
+    """The chosen face and its unit-norm float32 [512] embedding."""
+
     face: Face
     embedding: np.ndarray
 
@@ -73,8 +79,8 @@ class FacePipeline:
 
     def __init__(
         self,
-        detector=None,
-        embedder=None,
+        detector: Detector | None = None,
+        embedder: Embedder | None = None,
         alignment: str = "margin",
         flip_average: bool = True,
         backend: str = "onnxruntime",

@@ -11,8 +11,6 @@ version, the GPU name and compute capability, the precision and the optimisation
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -52,17 +50,6 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
 class TensorRTBackend:
     """One ONNX model as a TensorRT engine on CUDA device `device`; same `run` contract as the ONNX Runtime backend."""
 
@@ -76,7 +63,7 @@ class TensorRTBackend:
     ) -> None:
         trt = _import_tensorrt()
         cuda = _import_pycuda()
-        from latticelock.models.assets import cache_dir, sha256_file
+        from latticelock.models.assets import cache_dir, sha256_file, write_atomically
 
         self._trt, self._cuda = trt, cuda
         try:
@@ -101,7 +88,7 @@ class TensorRTBackend:
             self.engine_path = folder / plan.engine_filename(onnx_path, key, self.precision)
             if not self.engine_path.exists():
                 folder.mkdir(parents=True, exist_ok=True)
-                _write_atomically(self.engine_path, self._build(builder, onnx_path))
+                write_atomically(self.engine_path, self._build(builder, onnx_path))
             self._engine = trt.Runtime(self._logger).deserialize_cuda_engine(self.engine_path.read_bytes())
             if self._engine is None:
                 raise ModelsError(f"TensorRT could not load engine {self.engine_path}; delete it to rebuild")

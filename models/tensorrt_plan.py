@@ -61,7 +61,7 @@ class InputProfile:
         """Raise ModelsError unless `shape` lies inside this profile."""
         if len(shape) != len(self.min):
             raise ModelsError(f"input {self.name!r} needs {len(self.min)} dimensions, got shape {list(shape)}")
-        for axis, (size, low, high) in enumerate(zip(shape, self.min, self.max)):
+        for axis, (size, low, high) in enumerate(zip(shape, self.min, self.max, strict=True)):
             if not low <= size <= high:
                 allowed = f"exactly {low}" if low == high else f"between {low} and {high}"
                 raise ModelsError(
@@ -111,6 +111,7 @@ def build_profile(
 def build_profiles(
     declared: dict[str, tuple[int | None, ...]], batch: DimRange = DEFAULT_BATCH, side: DimRange = DEFAULT_SIDE
 ) -> list[InputProfile]:
+    """One profile per declared input (see `build_profile`)."""
     return [build_profile(name, dims, batch, side) for name, dims in declared.items()]
 
 

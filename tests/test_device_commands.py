@@ -37,7 +37,7 @@ def test_enrol_unlock_users_delete(fake_cli, capsys):
     assert "ACCEPT 'alice': 2 matching of 2 usable frames" in out and "frame 0 p01_0050.png: match alice" in out
     assert json.loads((tmp / "u.json").read_text())["decision"] == "accept"
     assert main(["device", "unlock", "--source", f"dir://{write_frames(tmp / 'p2', 2, [60, 61, 62, 63, 64])}"]) == 1
-    assert capsys.readouterr().out.startswith("REJECT: no 2 of 5 frames within 10 s")
+    assert capsys.readouterr().out.startswith("REJECT: no 2 of 3 frames within 10 s")
     assert main(["device", "users"]) == 0
     assert re.search(r"alice\s+l2fe-hash\s+\d+\s+1", capsys.readouterr().out)
     assert main(["device", "delete", "alice"]) == 0
@@ -115,7 +115,7 @@ def test_real_faces_enrol_accept_reject(datasets, tmp_path, monkeypatch, capsys)
     assert main(["device", "enrol", "anpage", "--source", f"dir://{faces / 'anpage'}?count=5", *args]) == 0
     assert main(["device", "unlock", "--source", f"dir://{faces / 'anpage'}?start=5&count=5", *args]) == 0
     assert "ACCEPT 'anpage'" in capsys.readouterr().out
-    assert main(["device", "unlock", "--source", f"dir://{faces / 'asamma'}?count=5", *args]) == 1
+    assert main(["device", "unlock", "--source", f"dir://{faces / '9336923'}?count=5", *args]) == 1
     assert "REJECT" in capsys.readouterr().out
     from test_device_store import biometric_traces
 

@@ -12,6 +12,7 @@ from latticelock.kernels.projection import fit_projection
 from latticelock.kernels.security import (
     SIEVE_EXPONENT,
     bkz_delta,
+    mean_face_acceptance,
     mean_face_counts,
     nearest_is_secret,
     primal_usvp,
@@ -69,3 +70,16 @@ def test_nearest_is_secret_finds_short_errors(tmp_path, monkeypatch):
     # A face at the public mean has e = 0: c = A s exactly, so the thief's first guess is right.
     at_mean = scheme.enroll(projection.mean.astype(np.float64) + 1e-9)
     assert nearest_is_secret(scheme, [at_mean]).tolist() == [True]
+
+
+def test_mean_face_acceptance_counts_faces_within_the_radius():
+    rng = np.random.default_rng(6)
+    projection = fit_projection(rng.standard_normal((200, 512)), 64, {"source": "test"})
+    p = get_parameter_set("l2fe-facenet-m32")
+    mean = projection.mean.astype(np.float64)
+    e_mean = projection.project((mean / np.linalg.norm(mean))[None, :], p.m)[0]
+    components = projection.components[: p.m].astype(np.float64)
+    near = mean / np.linalg.norm(mean) + 0.5 * p.threshold * components[0]
+    far = mean / np.linalg.norm(mean) + 3.0 * p.threshold * components[1]
+    assert np.linalg.norm(projection.project(near[None, :], p.m)[0] - e_mean) < p.threshold
+    assert mean_face_acceptance(p, projection, np.stack([near, far])) == 0.5

@@ -149,7 +149,7 @@ def register(commands) -> None:
     parser.add_argument("--enrol-frames", type=int, default=5, help="images used to enrol (default 5)")
     parser.add_argument("--attempts", type=int, default=5, help="timed unlock attempts (default 5)")
     parser.add_argument("--policy-k", type=int, default=2)
-    parser.add_argument("--policy-n", type=int, default=5)
+    parser.add_argument("--policy-n", type=int, default=3)
     parser.add_argument("--policy-window", type=float, default=30.0, help="seconds (default 30, so slow machines are not cut off)")
     parser.add_argument("--parameter-set", default="l2fe-facenet-m32")
     parser.add_argument("--decoder-backend", default="auto", choices=("auto", "cpu", "gpu"))

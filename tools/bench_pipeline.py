@@ -12,6 +12,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ SINGLE_FACE = "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"
 
 
 def datasets_dir() -> Path:
+    """`$LATTICELOCK_DATASETS`, else the shared datasets folder beside the repository."""
     default = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
     return Path(os.environ.get("LATTICELOCK_DATASETS", default))
 
@@ -58,7 +60,8 @@ def compose_frames(dataset: Path | None, seed: int = 0) -> tuple[np.ndarray, np.
     return one, many, f"LFW photos from {lfw}"
 
 
-def median_ms(fn, repeat: int) -> float:
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall time of `fn()` in milliseconds over `repeat` runs, after one untimed warm-up."""
     fn()  # warm-up: first ONNX Runtime calls allocate and pick kernels
     times = []
     for _ in range(repeat):
@@ -69,6 +72,7 @@ def median_ms(fn, repeat: int) -> float:
 
 
 def bench(threads: int, repeat: int, dataset: Path | None, backend: str = "onnxruntime") -> dict:
+    """Median latency of detection (one face, many faces) and embedding (1 crop, 8 crops), as a JSON-ready dict."""
     from latticelock.models.facenet import Embedder
     from latticelock.models.mtcnn import Detector
     from latticelock.models.pipeline import FacePipeline
@@ -102,6 +106,7 @@ def bench(threads: int, repeat: int, dataset: Path | None, backend: str = "onnxr
 
 
 def format_table(report: dict) -> str:
+    """The `bench` report as a human table."""
     lines = [f"backend {report['backend']}, {report['threads']} threads, median of {report['repeat']}; frames: {report['frames']}"]
     lines.append(f"{'stage':<28} {'median ms':>10} {'x 1 embed':>10} {'faces':>6}")
     for row in report["results"]:

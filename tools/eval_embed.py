@@ -16,13 +16,18 @@ import json
 import os
 import tempfile
 import time
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from latticelock.tools.errors import ToolsError
+
+if TYPE_CHECKING:
+    from latticelock.models.pipeline import FacePipeline
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 
@@ -55,9 +60,11 @@ class EmbeddingSet:
     failure_reasons: list[str] = field(default_factory=list)
 
     def done(self) -> set[str]:
+        """Every file already handled, embedded or failed."""
         return set(self.files) | set(self.failures)
 
     def save(self, path: Path) -> None:
+        """Write the set to `path` atomically (temporary file, then rename), readable by its owner only."""
         arrays = {
             "embeddings": np.asarray(self.embeddings, dtype=np.float32).reshape(-1, 512),
             "labels": np.asarray([f.split("/")[0] for f in self.files], dtype=str),
@@ -77,25 +84,33 @@ class EmbeddingSet:
             raise
 
     @classmethod
-    def load(cls, path: Path) -> "EmbeddingSet":
+    def load(cls, path: Path) -> EmbeddingSet:
+        """Read a checkpoint written by `save`; ToolsError if it is unreadable, truncated or inconsistent."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                return cls(
+                loaded = cls(
                     config=json.loads(str(data["config"])),
                     files=[str(f) for f in data["files"]],
                     embeddings=list(data["embeddings"]),
                     failures=[str(f) for f in data["failures"]],
                     failure_reasons=[str(r) for r in data["failure_reasons"]],
                 )
-        except (OSError, ValueError, KeyError) as exc:
+        # A checkpoint cut short (disk full, copied while being written) is a BadZipFile or EOFError.
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise ToolsError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from exc
+        if len(loaded.files) != len(loaded.embeddings) or len(loaded.failures) != len(loaded.failure_reasons):
+            raise ToolsError(f"checkpoint {path} is inconsistent (arrays of different lengths); delete it to start over")
+        return loaded
 
 
 def partial_path(out: Path) -> Path:
+    """The checkpoint file beside `out`."""
     return out.with_name(out.name + ".partial.npz")
 
 
-def build_pipeline(alignment: str, flip_average: bool, backend: str, threads: int | None, min_face_size: int):
+def build_pipeline(
+    alignment: str, flip_average: bool, backend: str, threads: int | None, min_face_size: int
+) -> FacePipeline:
     """A FacePipeline from plain options (picklable, so worker processes can build their own)."""
     from latticelock.models.mtcnn import Detector
     from latticelock.models.pipeline import FacePipeline
@@ -106,10 +121,10 @@ def build_pipeline(alignment: str, flip_average: bool, backend: str, threads: in
 
 Outcome = tuple[str, "np.ndarray | None", str]  # (file, embedding or None, failure reason)
 
-_worker_pipeline = None
+_worker_pipeline: FacePipeline | None = None
 
 
-def embed_files(root: Path, names: list[str], pipeline) -> list[Outcome]:
+def embed_files(root: Path, names: list[str], pipeline: FacePipeline) -> list[Outcome]:
     """Embed a chunk of files with one FaceNet batch; unreadable files and faceless images become failures."""
     from latticelock.models.errors import ImageError
     from latticelock.models.pipeline import load_image
@@ -130,12 +145,12 @@ def embed_files(root: Path, names: list[str], pipeline) -> list[Outcome]:
             outcomes.append((name, None, ""))
             crops.append(pipeline.crop(image, face))
     if crops:
-        for index, embedding in zip(cropped, pipeline.embed_crops(np.stack(crops))):
+        for index, embedding in zip(cropped, pipeline.embed_crops(np.stack(crops)), strict=True):
             outcomes[index] = (outcomes[index][0], embedding, "")
     return outcomes
 
 
-def _worker_init(factory: Callable[[], object]) -> None:
+def _worker_init(factory: Callable[[], FacePipeline]) -> None:
     global _worker_pipeline
     _worker_pipeline = factory()
 
@@ -147,7 +162,7 @@ def _worker_embed(job: tuple[Path, list[str]]) -> list[Outcome]:
 def embed_dataset(
     root: Path,
     files: list[str],
-    factory: Callable[[], object],
+    factory: Callable[[], FacePipeline],
     out: Path,
     config: dict,
     checkpoint_every: int = 200,
@@ -209,6 +224,8 @@ def embed_dataset(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise ToolsError("--limit must be at least 1")
     root = args.dataset.resolve()
     files = list_images(root)
     if args.pairs is not None:

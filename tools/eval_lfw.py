@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class Pair:
 
 
 def lfw_file(name: str, index: int) -> str:
+    """LFW's file name for image `index` of `name`."""
     return f"{name}/{name}_{index:04d}.jpg"
 
 
@@ -46,6 +48,8 @@ def read_pairs(path: Path) -> list[Pair]:
         folds, per_class = int(lines[0][0]), int(lines[0][1])
     except (IndexError, ValueError):
         raise ToolsError(f"{path}: first line must be '<folds> <pairs per class>'") from None
+    if folds < 1 or per_class < 1:
+        raise ToolsError(f"{path}: the first line announces {folds} folds of {per_class} pairs per class; both must be >= 1")
     if len(lines) - 1 != folds * 2 * per_class:
         raise ToolsError(f"{path}: expected {folds * 2 * per_class} pairs for {folds} folds, found {len(lines) - 1}")
     pairs = []
@@ -99,6 +103,7 @@ def tar_at_far(far: np.ndarray, tar: np.ndarray, target: float) -> float:
 
 
 def equal_error_rate(far: np.ndarray, tar: np.ndarray) -> float:
+    """The error rate where FAR and FRR (1 - TAR) are closest, on the ROC's own points."""
     frr = 1.0 - tar
     i = int(np.argmin(np.abs(far - frr)))
     return float((far[i] + frr[i]) / 2)
@@ -156,11 +161,12 @@ def load_embeddings(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         with np.load(path, allow_pickle=False) as data:
             embeddings, files = data["embeddings"], data["files"]
             failures = [str(f) for f in data["failures"]]
-    except (OSError, ValueError, KeyError) as exc:
+    # A truncated .npz is a BadZipFile or EOFError, not an OSError.
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ToolsError(f"cannot read embeddings file {path}: {exc}") from exc
     if embeddings.ndim != 2 or len(embeddings) != len(files):
         raise ToolsError(f"{path}: embeddings {embeddings.shape} do not match {len(files)} file names")
-    return {str(f): e for f, e in zip(files, embeddings)}, failures
+    return {str(f): e for f, e in zip(files, embeddings, strict=True)}, failures
 
 
 def centre_crop_embeddings(dataset: Path, files: list[str], threads: int | None) -> dict[str, np.ndarray]:
@@ -186,6 +192,7 @@ def centre_crop_embeddings(dataset: Path, files: list[str], threads: int | None)
 
 def lfw_report(pairs: list[Pair], embeddings: dict[str, np.ndarray], failures: list[str],
                dataset: Path | None, threads: int | None = None) -> LfwReport:
+    """The full LFW report; pairs naming an image that is neither embedded nor a recorded failure are an error."""
     needed = {p.first for p in pairs} | {p.second for p in pairs}
     absent = sorted(needed - set(embeddings))
     unexplained = sorted(set(absent) - set(failures))
@@ -215,6 +222,7 @@ def lfw_report(pairs: list[Pair], embeddings: dict[str, np.ndarray], failures: l
 
 
 def format_report(report: LfwReport) -> str:
+    """The report as a two-column human table."""
     rows = [
         ("pairs", f"{report.pairs}"),
         ("folds", f"{report.folds}"),

@@ -336,6 +336,7 @@ def evaluate(data: Embeddings, pairs: Pairs, sets: list[str], decoders: list[str
                     "usvp_beta": usvp.beta, "usvp_samples": usvp.samples, "usvp_log2_cost": usvp.log2_cost,
                     "mean_face_log2_candidates": security.summarise(counts),
                     "mean_face_first_guess_recovers": float(hits.mean()) if len(hits) else None,
+                    "mean_face_unlocks": security.mean_face_acceptance(params, projection, xv),
                     "mean_face_records_tested": int(len(hits)),
                     "kdf": params.kdf.describe(), "kdf_seconds_per_test": kdf_seconds,
                     "mean_face_seconds_median": float(np.exp2(np.median(counts)) * kdf_seconds),
@@ -345,7 +346,17 @@ def evaluate(data: Embeddings, pairs: Pairs, sets: list[str], decoders: list[str
                 os.environ.pop("LATTICELOCK_CACHE", None)
             else:
                 os.environ["LATTICELOCK_CACHE"] = previous
+    victims = np.unique(np.concatenate([pairs.first, pairs.second]))
+    xv = data.embeddings[victims].astype(np.float64)
+    xv /= np.linalg.norm(xv, axis=1, keepdims=True)
+    from latticelock.kernels.params import PROJECTION
+    from latticelock.kernels.projection import load_projection
+
+    public_mean = load_projection(PROJECTION).mean.astype(np.float64)
+    mean_unit = public_mean / np.linalg.norm(public_mean)
+    unprotected_mean_face = float(np.mean(np.linalg.norm(xv - mean_unit, axis=1) <= get_scheme("unprotected").threshold))
     return {"pairs": int(k), "pairs_missing_embeddings": pairs.missing, "fast_kdf": fast_kdf,
+            "unprotected_mean_face_unlocks": unprotected_mean_face,
             "seed_pool": seed_pool, "embeddings": str(data.path), "embeddings_sha256": data.sha256,
             "schemes": rows, "security": security_rows}
 
@@ -365,13 +376,17 @@ def print_schemes(result: dict) -> None:
         print(f"{r['name']:<20} {r['parameter_set']:<24} {r['tpr']:>7.4f} {r['fpr']:>7.4f} "
               f"{_fmt(r.get('tpr_at_fpr_1e-3')):>9} {_fmt(r.get('unprotected_roc_tpr_at_same_fpr')):>10} "
               f"{_fmt(r.get('gap_to_unprotected_roc')):>7}  {r.get('note', '')}")
+    print(f"the normalised public mean face unlocks {result['unprotected_mean_face_unlocks']:.3f} of the evaluated faces "
+          f"through the unprotected threshold")
     if result["security"]:
         print()
-        print(f"{'parameter set':<18} {'sigma_e':>8} {'uSVP beta':>9} {'log2 cost':>9} {'log2 cand. p10/med/p90':>24} {'1st guess':>9} {'KDF s':>7}")
+        print(f"{'parameter set':<18} {'sigma_e':>8} {'uSVP beta':>9} {'log2 cost':>9} {'log2 cand. p10/med/p90':>24} "
+              f"{'1st guess':>9} {'mean face':>9} {'KDF s':>7}")
         for s in result["security"]:
             c = s["mean_face_log2_candidates"]
             print(f"{s['parameter_set']:<18} {s['sigma_e']:>8.1f} {_fmt(s['usvp_beta'], 'd'):>9} {_fmt(s['usvp_log2_cost'], '.1f'):>9} "
-                  f"{c['p10']:>7.1f}/{c['median']:>6.1f}/{c['p90']:>7.1f} {_fmt(s['mean_face_first_guess_recovers'], '.3f'):>9} {s['kdf_seconds_per_test']:>7.3f}")
+                  f"{c['p10']:>7.1f}/{c['median']:>6.1f}/{c['p90']:>7.1f} {_fmt(s['mean_face_first_guess_recovers'], '.3f'):>9} "
+                  f"{s['mean_face_unlocks']:>9.3f} {s['kdf_seconds_per_test']:>7.3f}")
 
 
 def cmd_schemes(args: argparse.Namespace) -> int:

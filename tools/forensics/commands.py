@@ -64,7 +64,10 @@ def _report(args: argparse.Namespace) -> int:
     from latticelock.tools.forensics.protocol import load_embeddings, pair_identities
     from latticelock.tools.forensics.report import ReportConfig, format_report, run_report, write_json, write_plots
 
-    faces = load_embeddings(_embeddings_for(args))
+    import hashlib
+
+    source = _embeddings_for(args)
+    faces = load_embeddings(source)
     pairs = args.pairs if args.pairs is not None else args.datasets / "lfw_pairs.txt"
     eligible = pair_identities(pairs) if pairs.exists() else None
     config = ReportConfig(
@@ -85,6 +88,8 @@ def _report(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     report = run_report(faces, config, eligible, progress=not args.quiet)
+    report.data["embeddings"] = str(source)
+    report.data["embeddings_sha256"] = hashlib.sha256(source.read_bytes()).hexdigest()
     print(format_report(report))
     if args.json:
         write_json(report, args.json)
