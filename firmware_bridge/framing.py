@@ -142,11 +142,6 @@ class FrameDecoder:
         """Append received bytes; frames are taken out by `next_frame`."""
         self._buffer += data
 
-    def reset(self) -> None:
-        """Forget any partial frame."""
-        self._buffer.clear()
-        self._discarding = False
-
     def next_frame(self) -> Frame | None:
         """The next complete frame, None when more bytes are needed; raises FrameError for a bad one."""
         while True:

@@ -55,6 +55,8 @@ class Link:
             flush = getattr(self.port, "flush", None)
             if flush is not None:
                 flush()
+        except LinkError:
+            raise  # from a port of ours (ports.FdPort); LinkTimeoutError is an OSError too
         except (serial.SerialException, OSError) as exc:
             raise LinkError(f"serial link broken while writing: {exc}") from exc
 

@@ -129,7 +129,11 @@ def save(state_dir: Path, state: McuState) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, state.to_bytes())
+            # os.write may write less than asked (disk nearly full); a short file would pass the
+            # rename and then be refused at the next start, so finish it or fail here.
+            view = memoryview(state.to_bytes())
+            while view:
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

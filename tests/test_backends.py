@@ -195,7 +195,7 @@ class FakeTensorRT(types.ModuleType):
                 self.num_io_tensors = len(self.inputs) + len(self.outputs)
 
             def run(self, feeds):
-                return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+                return dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
 
             def get_tensor_name(self, index: int) -> str:
                 return (self.inputs + self.outputs)[index]

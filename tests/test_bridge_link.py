@@ -21,6 +21,7 @@ from latticelock.firmware_bridge.errors import (
 from latticelock.firmware_bridge.framing import MAX_ENCODED, Frame, encode_frame
 from latticelock.firmware_bridge.link import Link, open_link
 from latticelock.firmware_bridge.messages import Error, ErrorCode, Hello, Status, decode_message
+from latticelock.firmware_bridge.ports import open_pty
 
 
 @pytest.fixture
@@ -122,3 +123,14 @@ def test_error_codes_map_to_exceptions(code: int, cls: type) -> None:
     assert type(info.value) is cls
     assert info.value.code == code and info.value.retry_after == 2.5
     assert "why" in str(info.value)
+
+
+def test_a_peer_that_stops_reading_fails_the_write_instead_of_hanging() -> None:
+    port, _ = open_pty(timeout=0.05)
+    port.write_timeout = 0.2
+    link = Link(port, timeout=0.3)
+    try:
+        with pytest.raises(LinkTimeoutError, match="stalled"):
+            link.write(bytes(1 << 20))  # far more than a pty buffers, and nobody reads the other end
+    finally:
+        link.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import zlib
 from hashlib import sha256
 from pathlib import Path
 
@@ -244,6 +245,18 @@ def test_corrupt_state_is_refused_not_replaced(tmp_path: Path, clock: Clock, dam
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(StateError, match=message):
         make(tmp_path, clock)
+
+
+def test_a_user_listed_twice_is_refused(tmp_path: Path) -> None:
+    state = mcu_state.McuState.fresh()
+    state.users = {"alice": bytes(32)}
+    body = bytearray(state.to_bytes()[:-4])
+    entry = body[-(1 + 5 + 32) :]
+    body += entry
+    body[-(2 * (1 + 5 + 32) + 2) : -(2 * (1 + 5 + 32))] = (2).to_bytes(2, "big")
+    data = bytes(body) + zlib.crc32(body).to_bytes(4, "big")
+    with pytest.raises(StateError, match="twice"):
+        mcu_state.McuState.from_bytes(data)
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)

@@ -15,6 +15,7 @@ from latticelock.tools.errors import ToolsError
 from latticelock.tools.eval_embed import EmbeddingSet, embed_dataset, list_images, partial_path
 from latticelock.tools.eval_lfw import (
     Pair,
+    load_embeddings,
     best_threshold,
     equal_error_rate,
     evaluate,
@@ -41,7 +42,9 @@ def test_read_pairs_follows_the_lfw_layout(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("text", ["", "two 1\n", "2 1\nAna 1 2\n", "1 1\nAna 1 2\nAna x Bob 1\n", "1 1\nAna 1\nB 1 C 1\n"])
+@pytest.mark.parametrize(
+    "text", ["", "two 1\n", "2 1\nAna 1 2\n", "1 1\nAna 1 2\nAna x Bob 1\n", "1 1\nAna 1\nB 1 C 1\n", "0 300\n", "3 0\n"]
+)
 def test_read_pairs_rejects_malformed_files(tmp_path, text):
     path = tmp_path / "pairs.txt"
     path.write_text(text)
@@ -230,7 +233,8 @@ def test_embed_dataset_resumes_from_its_checkpoint(tmp_path):
         assert sorted(data["files"]) == sorted(f for f in files if f not in ("bob/3.png", "bob/broken.jpg"))
         assert sorted(data["failures"]) == ["bob/3.png", "bob/broken.jpg"]
         assert list(data["labels"]) == [f.split("/")[0] for f in data["files"]]
-        by_file = dict(zip(data["files"], data["embeddings"][:, 0]))
+        by_file = dict(zip(data["files"], data["embeddings"][:, 0], strict=True))
+        assert result.files == [str(f) for f in data["files"]]  # what it returns is what it wrote
     assert by_file["bob/4.png"] == 140 and by_file["ann/0.png"] == 50
 
 
@@ -261,7 +265,7 @@ def test_eval_embed_command_on_real_faces(tmp_path, datasets, capsys):
     with np.load(out) as data:
         assert data["embeddings"].shape == (3, 512) and data["embeddings"].dtype == np.float32
         assert list(data["failures"]) == ["Serena_Williams/empty.jpg"]
-        e = dict(zip(data["files"], data["embeddings"]))
+        e = dict(zip(data["files"], data["embeddings"], strict=True))
     assert np.linalg.norm(e["Colin_Powell/Colin_Powell_0001.jpg"] - e["Colin_Powell/Colin_Powell_0002.jpg"]) < np.linalg.norm(
         e["Colin_Powell/Colin_Powell_0001.jpg"] - e["Serena_Williams/Serena_Williams_0001.jpg"]
     )
@@ -278,3 +282,20 @@ def test_worker_processes_give_the_same_file_as_one_process(tmp_path):
     two = embed_dataset(root, files, make_fake_pipeline, tmp_path / "two.npz", {}, chunk=2, workers=2, progress=False)
     assert one.files == two.files and one.failures == two.failures
     np.testing.assert_array_equal(np.stack(one.embeddings), np.stack(two.embeddings))
+
+
+def test_truncated_or_inconsistent_npz_files_are_clear_errors(tmp_path):
+    good = tmp_path / "good.npz"
+    EmbeddingSet(config={}, files=["a/1.jpg"], embeddings=[np.zeros(512, np.float32)]).save(good)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ToolsError, match="cannot read embeddings file"):
+        load_embeddings(truncated)
+    with pytest.raises(ToolsError, match="cannot read checkpoint"):
+        EmbeddingSet.load(truncated)
+    inconsistent = tmp_path / "inconsistent.npz"
+    with np.load(good) as data:
+        arrays = dict(data)
+    np.savez(inconsistent, **{**arrays, "embeddings": np.zeros((2, 512), np.float32)})
+    with pytest.raises(ToolsError, match="inconsistent"):
+        EmbeddingSet.load(inconsistent)

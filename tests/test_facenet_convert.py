@@ -254,6 +254,16 @@ def test_stale_manifest_is_not_current() -> None:
     assert not assets._manifest_is_current(None, source)
 
 
+def test_a_manifest_of_the_wrong_shape_is_refused_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / assets.FACENET_MANIFEST
+    path.write_text("[1, 2]")
+    with pytest.raises(ModelsError, match="unreadable or corrupt"):
+        assets._read_manifest(path)
+    source = assets.SHIPPED["facenet_pb"].sha256
+    odd = {"manifest_version": assets.MANIFEST_VERSION, "converter_version": fc.CONVERTER_VERSION, "source": source}
+    assert not assets._manifest_is_current(odd, source)
+
+
 def test_verify_without_a_build_says_how_to_build(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path))
     with pytest.raises(ModelsError, match="latticelock models build"):

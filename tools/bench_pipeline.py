@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from latticelock.tools.errors import ToolsError
+
 FRAME_W, FRAME_H = 640, 480
 GRID = (4, 2)
 SINGLE_FACE = "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"
@@ -39,7 +41,9 @@ def compose_frames(dataset: Path | None, seed: int = 0) -> tuple[np.ndarray, np.
         rng = np.random.default_rng(seed)
         noise = rng.integers(0, 256, size=(FRAME_H, FRAME_W, 3), dtype=np.uint8)
         return noise, noise.copy(), "synthetic noise (no datasets folder)"
-    people = sorted(p for p in lfw.iterdir() if p.is_dir())
+    people = sorted(p for p in lfw.iterdir() if p.is_dir() and any(f.is_file() for f in p.iterdir()))
+    if len(people) < GRID[0] * GRID[1]:
+        raise ToolsError(f"{lfw} has {len(people)} identity folders with images; the many-faces frame needs {GRID[0] * GRID[1]}")
     rng = np.random.default_rng(seed)
     picks = [people[i] for i in rng.choice(len(people), size=GRID[0] * GRID[1], replace=False)]
     # A portrait with no second face in its background (many LFW photos have one).
@@ -117,8 +121,6 @@ def format_table(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from latticelock.tools.errors import ToolsError
-
     if args.repeat < 1 or args.threads < 1:
         raise ToolsError("--repeat and --threads must be at least 1")
     dataset = args.dataset if args.dataset is not None else datasets_dir()

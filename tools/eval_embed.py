@@ -226,6 +226,8 @@ def embed_dataset(
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ToolsError("--limit must be at least 1")
+    if args.folds is not None and args.folds < 1:
+        raise ToolsError("--folds must be at least 1")
     root = args.dataset.resolve()
     files = list_images(root)
     if args.pairs is not None:
