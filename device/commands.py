@@ -122,11 +122,11 @@ def _source(args, config):
     if not uri:
         raise ConfigError("no frame source: give --source URI (or \"source\" in the configuration file)")
     options = SourceOptions(
-        width=resolve(args, config, "input_width", None),
-        height=resolve(args, config, "input_height", None),
-        fps=resolve(args, config, "input_rate", None),
-        loop=resolve(args, config, "input_loop", 0),
-        timeout=resolve(args, config, "input_timeout", 5.0),
+        width=_resolve_int(args, config, "input_width", None),
+        height=_resolve_int(args, config, "input_height", None),
+        fps=_resolve_float(args, config, "input_rate", None),
+        loop=_resolve_int(args, config, "input_loop", 0),
+        timeout=_resolve_float(args, config, "input_timeout", 5.0),
     )
     return open_source(uri, options)
 
@@ -136,15 +136,31 @@ def _quality(args, config):
 
     defaults = QualityConfig()
     return QualityConfig(
-        min_face_px=resolve_float(args, config, "min_face", defaults.min_face_px),
-        min_sharpness=resolve_float(args, config, "min_sharpness", defaults.min_sharpness),
+        min_face_px=_resolve_float(args, config, "min_face", defaults.min_face_px),
+        min_sharpness=_resolve_float(args, config, "min_sharpness", defaults.min_sharpness),
     )
 
 
-def resolve_float(args, config, name, default):
+def _resolve_number(args: argparse.Namespace, config: dict, name: str, default: float | None, kind: type) -> float | None:
     from latticelock.device.config import resolve
+    from latticelock.device.errors import ConfigError
 
-    return float(resolve(args, config, name, default))
+    value = resolve(args, config, name, default)
+    if value is None:
+        return None
+    # A configuration file can hold any JSON: a string or a list here must be a clear error, not a traceback.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        raise ConfigError(f"setting {name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    return kind(value)
+
+
+def _resolve_float(args: argparse.Namespace, config: dict, name: str, default: float | None) -> float | None:
+    return _resolve_number(args, config, name, default, float)
+
+
+def _resolve_int(args: argparse.Namespace, config: dict, name: str, default: int | None) -> int | None:
+    value = _resolve_number(args, config, name, default, int)
+    return None if value is None else int(value)
 
 
 def _pipeline(args, config):
@@ -194,8 +210,8 @@ def _enrol(args) -> int:
     config = _settings(args)
     store = _store(args, config)
     enrol_config = EnrolConfig(
-        frames=int(resolve(args, config, "frames", 5)),
-        max_spread=resolve_float(args, config, "max_spread", 1.0),
+        frames=_resolve_int(args, config, "frames", 5),
+        max_spread=_resolve_float(args, config, "max_spread", 1.0),
         quality=_quality(args, config),
     )
     parameter_set = resolve(args, config, "parameter_set", DEFAULT_PARAMETER_SET)
@@ -226,9 +242,9 @@ def _authenticate(args, config, mcu):
 
     store = _store(args, config, create=False)
     policy = PolicyConfig(
-        k=int(resolve(args, config, "policy_k", 2)),
-        n=int(resolve(args, config, "policy_n", 3)),
-        window_s=resolve_float(args, config, "policy_window", 10.0),
+        k=_resolve_int(args, config, "policy_k", 2),
+        n=_resolve_int(args, config, "policy_n", 3),
+        window_s=_resolve_float(args, config, "policy_window", 10.0),
     )
     auth = Authenticator(store, _pipeline(args, config), policy=policy, quality=_quality(args, config), mcu=mcu, scheme_options=_scheme_options(args, config))
     with _source(args, config) as source:
@@ -289,7 +305,7 @@ def _delete(args) -> int:
         if mcu is not None:
             mcu.remove_user(args.user)
     store.delete(args.user)
-    print(f"deleted {args.user!r}" + (" (and its public key on the microcontroller)" if args.mcu else ""))
+    print(f"deleted {args.user!r}" + (" (and its public key on the microcontroller)" if mcu is not None else ""))
     return 0
 
 

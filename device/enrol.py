@@ -59,7 +59,9 @@ class EnrolResult:
 def consistent_subset(embeddings: np.ndarray, max_spread: float) -> np.ndarray:
     """Indices of the captures within `max_spread` of the medoid (the capture nearest all others)."""
     x = np.asarray(embeddings, dtype=np.float64)
-    distances = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
+    # From the Gram matrix: broadcasting the differences would need k*k*512 floats (368 MB at max_frames).
+    sq = np.einsum("ij,ij->i", x, x)
+    distances = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0))
     medoid = int(np.argmin(distances.sum(axis=1)))
     return np.flatnonzero(distances[medoid] <= max_spread)
 

@@ -95,8 +95,11 @@ class Lockout:
     def retry_after(self) -> float:
         """Seconds until the next attempt is allowed (0 when allowed now)."""
         state = self.state()
-        remaining = state.last_failure + self.policy.delay(state.failures) - self.clock()
-        return max(0.0, remaining)
+        delay = self.policy.delay(state.failures)
+        remaining = state.last_failure + delay - self.clock()
+        # Capped at the policy's delay: a clock set back (or a failure stamped in the future) must
+        # not lock the owner out for longer than the back-off itself.
+        return min(max(0.0, remaining), delay)
 
     def check(self) -> None:
         """Raise LockedOutError while the back-off after repeated failures lasts."""
@@ -127,14 +130,32 @@ class Lockout:
         with self.store.locked():
             if self.log_path.exists() and self.log_path.stat().st_size + len(line) > LOG_MAX_BYTES:
                 os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line)
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # end a line torn by a power cut, so this entry stays whole
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
 
     def read_log(self) -> list[dict]:
+        """The logged attempts, oldest first; a line torn by a power cut is reported and skipped."""
         if not self.log_path.exists():
             return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+        entries = []
+        for number, line in enumerate(self.log_path.read_text(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                entry = None
+            if not isinstance(entry, dict):
+                log.warning("%s line %d is not a log entry; skipped", self.log_path, number)
+                continue
+            entries.append(entry)
+        return entries

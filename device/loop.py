@@ -27,8 +27,6 @@ from latticelock.device.store import FlashStore
 
 log = logging.getLogger(__name__)
 
-HARDENED_SCHEME_ID = "l2fe-hash-mac"
-
 
 @dataclass(frozen=True)
 class FrameReport:
@@ -94,9 +92,9 @@ class Authenticator:
 
         Hardened records get a scheme of their own whose MAC is bound to their user.
         """
-        from latticelock.kernels.scheme import get_scheme
-
         from latticelock.kernels.errors import KernelsError
+        from latticelock.kernels.l2fe import SCHEME_ID_HARDENED
+        from latticelock.kernels.scheme import get_scheme
 
         users = self.store.users()
         plain: dict[str, _Group] = {}
@@ -105,7 +103,7 @@ class Authenticator:
         for user in users:
             try:
                 record = user.record()
-                if record.scheme_id == HARDENED_SCHEME_ID:
+                if record.scheme_id == SCHEME_ID_HARDENED:
                     if self.mcu is None:
                         raise DeviceError(f"user {user.name!r} was enrolled in hardened mode: attach the microcontroller (--mcu URL)")
                     group = _Group(get_scheme(record.parameter_set, mac=self._mac_for(user.name), **self.scheme_options))
@@ -250,7 +248,7 @@ class _Group:
         probe = np.asarray(embedding, dtype=np.float32)[None, :]
         targets = np.concatenate([self.scheme.targets(r, probe) for r in self.records])
         vectors, found = self.scheme.decode([lat.basis for lat in self.lattices], targets)
-        for name, record, lattice, vector, ok in zip(self.names, self.records, self.lattices, vectors, found):
+        for name, record, lattice, vector, ok in zip(self.names, self.records, self.lattices, vectors, found, strict=True):
             secret = lattice.solver.solve(vector) if ok else None
             if secret is not None:
                 yield name, record, secret

@@ -149,6 +149,7 @@ class DirSource(Source):
         self.files: list[Path] = []
         self._pos = 0
         self._passes = 0
+        self._delivered_this_pass = 0
         self._next_due: float | None = None
 
     def open(self) -> "DirSource":
@@ -159,16 +160,19 @@ class DirSource(Source):
         self.files = files[self.start : end]
         if not self.files:
             raise SourceError(f"{self.uri}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the selected range")
-        self._pos, self._passes, self._open = 0, 0, True
+        self._pos, self._passes, self._delivered_this_pass, self._open = 0, 0, 0, True
         log.info("opened %s: %d images, options %s", self.uri, len(self.files), self.options)
         return self
 
     def _read(self, timeout: float) -> Frame | None:
         while self._open:
             if self._pos == len(self.files):
-                if self.options.loop == -1 or self._passes < self.options.loop:
+                # A pass that yielded nothing would yield nothing again: looping on it would hang.
+                more = self.options.loop == -1 or self._passes < self.options.loop
+                if more and self._delivered_this_pass:
                     self._passes += 1
                     self._pos = 0
+                    self._delivered_this_pass = 0
                 else:
                     self._open = False
                     return None
@@ -177,9 +181,11 @@ class DirSource(Source):
             image = _read_image(path)
             if isinstance(image, str):
                 log.warning("%s: skipping %s: %s", self.uri, path.name, image)
-                self.skipped.append(SkippedFrame(str(path), image))
+                if self._passes == 0:
+                    self.skipped.append(SkippedFrame(str(path), image))
                 continue
             self._pace()
+            self._delivered_this_pass += 1
             return self._frame(image, str(path))
         return None
 

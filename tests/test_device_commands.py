@@ -120,3 +120,18 @@ def test_real_faces_enrol_accept_reject(datasets, tmp_path, monkeypatch, capsys)
     from test_device_store import biometric_traces
 
     assert biometric_traces(tmp_path / "store") == {}
+
+
+def test_config_values_of_the_wrong_type_are_clear_errors(fake_cli, capsys):
+    tmp = fake_cli
+    config = tmp / "device.json"
+    enrol_dir = write_frames(tmp / "enrol", 1, range(3))
+    for bad in ({"frames": "three"}, {"frames": 2.5}, {"input_width": [640]}, {"policy_window": True}):
+        config.write_text(json.dumps(bad))
+        command = "unlock" if "policy_window" in bad else "enrol"
+        argv = ["device", command, *(["bob"] if command == "enrol" else []), "--config", str(config), "--source", f"dir://{enrol_dir}"]
+        if command == "unlock":
+            assert main(["device", "enrol", "bob", "--source", f"dir://{enrol_dir}", "--frames", "3"]) == 0
+            capsys.readouterr()
+        assert main(argv) == 2
+        assert f"setting {next(iter(bad))} must be" in capsys.readouterr().err

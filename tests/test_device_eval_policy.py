@@ -83,7 +83,10 @@ def test_command_writes_json(tmp_path, monkeypatch, scheme):
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["datasets"][0]["policies"][0]["policy"] == "2/3"
     assert report["datasets"][0]["policies"][0]["genuine_attempts"] == 10
-    assert eval_policy.DEFAULT_POLICIES
+    from latticelock.device.policy import PolicyConfig
+
+    default = PolicyConfig()
+    assert f"{default.k}/{default.n}" in eval_policy.DEFAULT_POLICIES  # the device's default is among those measured
 
 
 def test_bad_embeddings_file(tmp_path):
@@ -92,3 +95,14 @@ def test_bad_embeddings_file(tmp_path):
 
     with pytest.raises(ToolsError, match="not an embeddings file"):
         load_embeddings(tmp_path / "x.npz")
+
+
+@pytest.mark.parametrize("bad", [dict(genuine_attempts=0), dict(impostor_people=0), dict(enrol_images=0), dict(max_people=0)])
+def test_degenerate_settings_are_clear_errors(scheme, bad):
+    with pytest.raises(ToolsError, match="at least 1"):
+        evaluate(synthetic(0.01, people=3, images=5), scheme, [parse_policy("1/1")], progress=False, **bad)
+
+
+def test_one_identity_cannot_measure_false_accepts(scheme):
+    with pytest.raises(ToolsError, match="two identities"):
+        evaluate(synthetic(0.01, people=1, images=6), scheme, [parse_policy("1/1")], progress=False)

@@ -76,3 +76,32 @@ def test_attempt_log_has_fixed_fields_and_nothing_biometric(tmp_path):
 def test_bad_policy():
     with pytest.raises(ConfigError):
         LockoutPolicy(free_attempts=0)
+
+
+def test_a_clock_set_back_never_extends_the_wait_beyond_the_backoff(tmp_path):
+    clock = ManualClock(10_000.0)
+    lockout = make(tmp_path, clock)
+    for _ in range(5):
+        lockout.record_failure()
+    clock._now = 100.0  # the wall clock was set back by hours
+    assert lockout.retry_after() == pytest.approx(30)
+    with pytest.raises(LockedOutError):
+        lockout.check()
+
+
+def test_corrupt_counter_from_the_future_still_backs_off_but_boundedly(tmp_path):
+    clock = ManualClock(10.0)
+    lockout = make(tmp_path, clock)
+    lockout.record_failure()
+    lockout.counter_path.write_bytes(b"\x00" * 10)  # its mtime is real time, far after the manual clock
+    assert 0 < lockout.retry_after() <= 30
+
+
+def test_a_torn_log_line_is_skipped(tmp_path):
+    clock = ManualClock(7.0)
+    lockout = make(tmp_path, clock)
+    lockout.record_failure(frames=3)
+    with open(lockout.log_path, "ab") as log:
+        log.write(b'{"time": 8.0, "res')
+    lockout.record_success("alice", frames=2)
+    assert [e["result"] for e in lockout.read_log()] == ["reject", "accept"]

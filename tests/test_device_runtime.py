@@ -236,3 +236,12 @@ def test_a_record_the_scheme_refuses_is_skipped(tmp_path, store):
     auth = Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
     assert auth.user_names == ["alice"] and auth.skipped[0][0] == "mallory"
     assert attempt(tmp_path, auth, 1, [100, 101]).user == "alice"
+
+
+def test_consistent_subset_matches_pairwise_distances():
+    rng = np.random.default_rng(3)
+    x = np.vstack([person_centre(1) + rng.normal(scale=0.03, size=(6, 512)), person_centre(2)[None, :]])
+    pairwise = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
+    medoid = int(np.argmin(pairwise.sum(axis=1)))
+    for spread in (0.1, 0.5, 1.0, 2.0):
+        assert consistent_subset(x, spread).tolist() == np.flatnonzero(pairwise[medoid] <= spread).tolist()

@@ -147,3 +147,20 @@ def test_a_silent_live_source_times_out_in_real_time_even_with_a_manual_clock():
     assert source.capture(0.2) is None and source.is_streaming
     with pytest.raises(SourceError, match="no frame within 0.2 s"):
         next(iter(source))
+
+
+def test_a_looping_replay_of_only_unreadable_files_ends_instead_of_hanging(tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (folder / "b.jpg").write_bytes(b"")
+    source = open_source(f"dir://{folder}", SourceOptions(loop=-1))
+    assert list(source) == [] and not source.is_streaming
+    assert len(source.skipped) == 2
+
+
+def test_a_looping_replay_reports_each_unreadable_file_once(tmp_path):
+    folder = write_images(tmp_path / "faces", 2)
+    (folder / "img_000b.png").write_bytes(b"")
+    source = open_source(f"dir://{folder}", SourceOptions(loop=2))
+    assert len(list(source)) == 6 and len(source.skipped) == 1

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from latticelock.tools.errors import ToolsError
+from latticelock.tools.forensics.protocol import pair_identities as pairs_identities
 
 DEFAULT_POLICIES = ("1/1", "1/3", "2/3", "2/5", "3/5")
 FRAME_INTERVAL_S = 0.1
@@ -71,22 +71,6 @@ def load_embeddings(path: Path, identities: set[str] | None = None) -> Embedding
         keep = np.isin(labels, sorted(identities))
         vectors, labels = vectors[keep], labels[keep]
     return Embeddings(vectors, labels, Path(path).name)
-
-
-def pairs_identities(pairs: Path) -> set[str]:
-    """Every identity named in an LFW pairs file (the evaluation side of the projection's split)."""
-    try:
-        lines = Path(pairs).read_text().split("\n")[1:]
-    except OSError as exc:
-        raise ToolsError(f"cannot read pairs file {pairs}: {exc}") from None
-    names = set()
-    for line in lines:
-        parts = line.split()
-        if len(parts) == 3:
-            names.add(parts[0])
-        elif len(parts) == 4:
-            names.update((parts[0], parts[2]))
-    return names
 
 
 @dataclass
@@ -148,8 +132,15 @@ def evaluate(
 
     from latticelock.device.enrol import make_template
 
+    for name, value in (("enrol_images", enrol_images), ("genuine_attempts", genuine_attempts), ("impostor_people", impostor_people)):
+        if value < 1:
+            raise ToolsError(f"{name} must be at least 1, got {value}")
+    if max_people is not None and max_people < 1:
+        raise ToolsError(f"max_people must be at least 1, got {max_people}")
     rng = np.random.default_rng(seed)
     names, inverse = np.unique(data.labels, return_inverse=True)
+    if len(names) < 2:
+        raise ToolsError(f"{data.name}: impostor attempts need at least two identities, found {len(names)}")
     members = [np.flatnonzero(inverse == i) for i in range(len(names))]
     enrollable = [i for i, m in enumerate(members) if len(m) > enrol_images]
     if not enrollable:
@@ -170,7 +161,7 @@ def evaluate(
         imp_attempts = [draw(rng, members[other], n_max) for other in impostors]
         frames = np.unique(np.concatenate([probe_idx, *imp_attempts]))
         keys = scheme.verify_many(record, data.vectors[frames])
-        matched = dict(zip(frames.tolist(), (k is not None for k in keys)))
+        matched = dict(zip(frames.tolist(), (k is not None for k in keys), strict=True))
         g_frames += len(probe_idx)
         g_hits += sum(matched[i] for i in probe_idx.tolist())
         for attempt in attempts:
@@ -207,17 +198,14 @@ def format_table(result: DatasetResult) -> str:
     return "\n".join(lines)
 
 
-def _datasets_dir() -> Path:
-    return Path(os.environ.get("LATTICELOCK_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
-
-
 def _handler(args) -> int:
     from latticelock.kernels.kdf import EVALUATION_COST
     from latticelock.kernels.scheme import get_scheme
+    from latticelock.tools.bench_pipeline import datasets_dir
 
     policies = [parse_policy(p) for p in (args.policy or DEFAULT_POLICIES)]
     scheme = get_scheme(args.parameter_set, kdf=EVALUATION_COST, backend=args.decoder_backend)
-    pairs = None if args.all_identities else Path(args.pairs) if args.pairs else _datasets_dir() / "lfw_pairs.txt"
+    pairs = None if args.all_identities else Path(args.pairs) if args.pairs else datasets_dir() / "lfw_pairs.txt"
     inputs = [(Path(args.embeddings), pairs_identities(pairs) if pairs else None)]
     if args.faces94:
         inputs.append((Path(args.faces94), None))
