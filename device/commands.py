@@ -236,7 +236,6 @@ def _enrol(args) -> int:
 
 
 def _authenticate(args, config, mcu):
-    from latticelock.device.config import resolve
     from latticelock.device.loop import Authenticator
     from latticelock.device.policy import PolicyConfig
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,10 @@ from latticelock.device.errors import ConfigError, EnrolmentError
 from latticelock.device.quality import QualityConfig, assess
 from latticelock.device.sources import Source
 from latticelock.device.store import FlashStore, StoredUser
+
+if TYPE_CHECKING:
+    from latticelock.firmware_bridge.client import McuClient
+    from latticelock.models.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,7 @@ def _reason_kind(reason: str) -> str:
     return reason.split(" (")[0]
 
 
-def capture_good_frames(source: Source, pipeline, config: EnrolConfig) -> Capture:
+def capture_good_frames(source: Source, pipeline: "FacePipeline", config: EnrolConfig) -> Capture:
     """Read frames until `config.frames` consistent good ones are in hand (EnrolmentError otherwise)."""
     embeddings: list[np.ndarray] = []
     names: list[str] = []
@@ -121,11 +126,11 @@ def capture_good_frames(source: Source, pipeline, config: EnrolConfig) -> Captur
 def enrol(
     user: str,
     source: Source,
-    pipeline,
+    pipeline: "FacePipeline",
     store: FlashStore,
     parameter_set: str,
     config: EnrolConfig | None = None,
-    mcu=None,
+    mcu: "McuClient | None" = None,
     scheme_options: dict | None = None,
 ) -> EnrolResult:
     """Capture, average, one Gen, store (replacing any earlier record of `user` atomically)."""

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +26,10 @@ from latticelock.device.policy import AttemptPolicy, Decision, PolicyConfig, Ver
 from latticelock.device.quality import QualityConfig, assess
 from latticelock.device.sources import Frame, Source
 from latticelock.device.store import FlashStore
+
+if TYPE_CHECKING:
+    from latticelock.firmware_bridge.client import McuClient
+    from latticelock.models.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +73,12 @@ class Authenticator:
     def __init__(
         self,
         store: FlashStore,
-        pipeline,
+        pipeline: "FacePipeline",
         *,
         policy: PolicyConfig | None = None,
         quality: QualityConfig | None = None,
         lockout: Lockout | None = None,
-        mcu=None,
+        mcu: "McuClient | None" = None,
         scheme_options: dict | None = None,
         warm_up: bool = True,
     ) -> None:
@@ -134,7 +140,7 @@ class Authenticator:
         for group in self._groups:
             group.candidates(probe)
 
-    def _mac_for(self, user: str):
+    def _mac_for(self, user: str) -> Callable[[bytes], bytes]:
         return lambda data: self.mcu.pepper_mac(user, data)
 
     def match(self, embedding: np.ndarray) -> tuple[str | None, bytes | None]:
@@ -196,7 +202,15 @@ class Authenticator:
             verdict = policy.finish("no usable face" if policy.frames == 0 else "source ended before a decision")
         mcu_unlocked = False
         if verdict.decision is Decision.ACCEPT and self.mcu is not None:
-            mcu_unlocked = self._unlock_mcu(verdict)
+            from latticelock.firmware_bridge.errors import BridgeError
+
+            try:
+                mcu_unlocked = self._unlock_mcu(verdict)
+            except BridgeError as exc:
+                # The attempt still belongs in the log even when the link fails mid-way.
+                self.lockout.log_attempt("error", frames=verdict.frames, reason=f"microcontroller link: {type(exc).__name__}")
+                self._checked = {}
+                raise
             if not mcu_unlocked:
                 verdict = Verdict(Decision.REJECT, frames=verdict.frames, matches=verdict.matches, reason="microcontroller rejected the signature")
         latency = 0.0 if started is None else time.perf_counter() - started
@@ -224,6 +238,7 @@ class Authenticator:
 
 
 def secret_label(secret: np.ndarray) -> bytes:
+    """The memo key of a lattice secret (in memory only, for one attempt)."""
     return np.ascontiguousarray(secret, dtype=np.int64).tobytes()
 
 
@@ -243,7 +258,7 @@ class _Group:
         self.records.append(record)
         self.lattices.append(lattice)
 
-    def candidates(self, embedding: np.ndarray):
+    def candidates(self, embedding: np.ndarray) -> Iterator[tuple[str, object, np.ndarray]]:
         """(user, record, secret) for every record whose lattice decodes this embedding within the radius."""
         probe = np.asarray(embedding, dtype=np.float32)[None, :]
         targets = np.concatenate([self.scheme.targets(r, probe) for r in self.records])

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from latticelock.device.errors import ConfigError
+
+if TYPE_CHECKING:
+    from latticelock.models.mtcnn import Face
 
 SHARPNESS_SIZE = 112
 
@@ -86,7 +90,7 @@ def pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     return roll, yaw, pitch
 
 
-def assess(image: np.ndarray, face, config: QualityConfig | None = None) -> Quality:
+def assess(image: np.ndarray, face: "Face", config: QualityConfig | None = None) -> Quality:
     """Measure one detected face (`box`, `score`, `landmarks`) and list every rule it breaks."""
     config = config or QualityConfig()
     x1, y1, x2, y2 = (float(v) for v in face.box)

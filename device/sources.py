@@ -18,6 +18,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -123,10 +124,10 @@ class Source:
             self.open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Frame]:
         """Frames until the stream ends; a live stream that stays silent past the timeout is an error."""
         while True:
             frame = self.capture()

@@ -177,9 +177,13 @@ def _check_header(path: Path) -> None:
     if not data.startswith(STORE_MAGIC):
         raise StoreVersionError(f"{header}: foreign format (not a LatticeLock store header); refusing to use it")
     body, digest = data[:-DIGEST_SIZE], data[-DIGEST_SIZE:]
-    if len(data) != len(STORE_MAGIC) + 2 + DIGEST_SIZE or not hmac.compare_digest(hashlib.sha256(body).digest(), digest):
+    # The version is read before the length is judged: a newer format may have a longer header,
+    # and it must be refused as newer, not reported as corrupt.
+    if len(body) < len(STORE_MAGIC) + 2 or not hmac.compare_digest(hashlib.sha256(body).digest(), digest):
         raise StoreError(f"{header}: store header is corrupt (checksum mismatch)")
     (version,) = struct.unpack_from("<H", body, len(STORE_MAGIC))
+    if version == STORE_VERSION and len(body) != len(STORE_MAGIC) + 2:
+        raise StoreError(f"{header}: store header is corrupt ({len(data)} bytes for format version {STORE_VERSION})")
     if version != STORE_VERSION:
         newer = "a newer" if version > STORE_VERSION else "an older"
         raise StoreVersionError(
@@ -227,8 +231,12 @@ class FlashStore:
                 raise StoreError(f"no LatticeLock store at {self.path}")
             self._create()
         _check_header(self.path)
+        if self.users_dir.exists() and not self.users_dir.is_dir():
+            raise StoreError(f"{self.users_dir} is not a directory; the store is damaged")
         with self.locked():
             remove_leftovers(self.path)
+            # A store whose users/ folder was lost is still a store, with no users: recreate it.
+            self.users_dir.mkdir(exist_ok=True, mode=0o700)
             remove_leftovers(self.users_dir)
 
     @property

@@ -38,6 +38,7 @@ def wallet_key(face_key: bytes, account: int = 0) -> Ed25519PrivateKey:
 
 
 def address_of(public_key: bytes) -> str:
+    """The wallet address ("ll1" + 40 hex digits) of a raw 32-byte Ed25519 public key."""
     if len(public_key) != 32:
         raise DeviceError(f"an Ed25519 public key is 32 bytes, got {len(public_key)}")
     return ADDRESS_PREFIX + hashlib.sha256(ADDRESS_LABEL + public_key).digest()[:20].hex()
@@ -62,13 +63,18 @@ def address(face_key: bytes, account: int = 0) -> str:
 
 
 def sign(face_key: bytes, message: bytes, account: int = 0) -> Signed:
+    """The account's signature over `message`, with the address and public key that check it."""
+    from latticelock.firmware_bridge.keys import public_key_bytes
+
     key = wallet_key(face_key, account)
-    public = public_key_of(face_key, account)
+    public = public_key_bytes(key)
     return Signed(address_of(public), public, message, key.sign(message))
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes, expected_address: str | None = None) -> bool:
     """Whether `signature` is the key's signature over `message` (and the key has that address)."""
+    if len(public_key) != 32:
+        return False
     if expected_address is not None and address_of(public_key) != expected_address:
         return False
     try:

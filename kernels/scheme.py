@@ -38,16 +38,11 @@ class Scheme(Protocol):
 
 
 class SchemeBase:
-    """Shared plumbing: `verify` and `identify` in terms of `verify_many`; schemes override what they batch."""
+    """Shared plumbing: `verify` and `identify` in terms of the subclass's `verify_many`; subclasses
+    define `enroll` and `verify_many`, and override `identify` where they can batch it."""
 
     scheme_id: str
     parameter_set: str
-
-    def enroll(self, embedding: np.ndarray) -> Record:
-        raise NotImplementedError
-
-    def verify_many(self, record: Record, embeddings: np.ndarray) -> list[bytes | None]:
-        raise NotImplementedError
 
     def verify(self, record: Record, embedding: np.ndarray) -> bytes | None:
         return self.verify_many(record, as_embedding(embedding)[None, :])[0]

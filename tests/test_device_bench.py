@@ -23,3 +23,26 @@ def test_bench_reports_throughput_and_attempts(tmp_path):
     assert len(report["cores"]) == 1
     text = format_report(report)
     assert "3/3 accepted" in text and "frames/s" in text
+
+
+def test_bench_restores_affinity_and_refuses_zero_cores(tmp_path):
+    import pytest
+
+    from latticelock.tools.errors import ToolsError
+
+    affinity = os.sched_getaffinity(0)
+    person = write_frames(tmp_path / "person", 1, range(7))
+    with pytest.raises(ToolsError, match="at least 1"):
+        run_bench(person, cores=0, enrol_frames=5, attempts=1, policy=PolicyConfig(k=1, n=1), mcu_sim=False,
+                  parameter_set=PARAMETER_SET, scheme_options=SCHEME_OPTIONS, pipeline=FakePipeline(), progress=False)
+    report = run_bench(person, cores=1, enrol_frames=5, attempts=1, policy=PolicyConfig(k=1, n=1), mcu_sim=False,
+                       parameter_set=PARAMETER_SET, scheme_options=SCHEME_OPTIONS, pipeline=FakePipeline(), progress=False)
+    assert len(report["cores"]) == 1 and os.sched_getaffinity(0) == affinity
+
+
+def test_rejected_attempts_do_not_lock_the_bench_out(tmp_path):
+    person = write_frames(tmp_path / "person", 1, range(5))
+    write_frames(person, 2, range(5, 8))  # every probe is someone else: all 7 attempts are rejected
+    report = run_bench(person, cores=1, enrol_frames=5, attempts=7, policy=PolicyConfig(k=1, n=1), mcu_sim=False,
+                       parameter_set=PARAMETER_SET, scheme_options=SCHEME_OPTIONS, pipeline=FakePipeline(), progress=False)
+    assert report["attempts"] == 7 and report["accepted"] == 0

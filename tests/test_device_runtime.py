@@ -151,6 +151,7 @@ def test_wallet_keys_come_from_the_face_key_only():
     assert not wallet.verify(signed.public_key, b"pay 2 coins", signed.signature)
     assert not wallet.verify(signed.public_key, b"pay 1 coin", signed.signature, wallet.address(bytes(32)))
     assert wallet.address(face_key, account=1) != signed.address
+    assert not wallet.verify(signed.public_key[:31], b"pay 1 coin", signed.signature, signed.address)  # False, not an exception
     assert wallet.sign(face_key, b"pay 1 coin").signature == signed.signature  # deterministic (RFC 8032)
     from latticelock.firmware_bridge.keys import public_key_bytes, unlock_key
 
@@ -245,3 +246,18 @@ def test_consistent_subset_matches_pairwise_distances():
     medoid = int(np.argmin(pairwise.sum(axis=1)))
     for spread in (0.1, 0.5, 1.0, 2.0):
         assert consistent_subset(x, spread).tolist() == np.flatnonzero(pairwise[medoid] <= spread).tolist()
+
+
+def test_a_link_failure_during_the_mcu_unlock_is_logged_and_raised(tmp_path, store):
+    from latticelock.firmware_bridge.errors import BridgeError
+
+    class DeadLink:
+        def get_challenge(self) -> bytes:
+            raise BridgeError("link down")
+
+    enrol_person(tmp_path, store, "alice", person=1)
+    auth = Authenticator(store, FakePipeline(), mcu=DeadLink(), scheme_options=SCHEME_OPTIONS)
+    with pytest.raises(BridgeError):
+        attempt(tmp_path, auth, 1, [100, 101])
+    assert [(e["result"], e["reason"]) for e in auth.lockout.read_log()] == [("error", "microcontroller link: BridgeError")]
+    assert auth._checked == {}

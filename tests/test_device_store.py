@@ -222,6 +222,17 @@ def test_newer_and_foreign_stores_are_refused(tmp_path):
         FlashStore(tmp_path / "s")
     with pytest.raises(StoreVersionError):
         read_store(tmp_path / "s")
+    body = STORE_MAGIC + struct.pack("<H", 3) + b"fields of a future header"
+    header.write_bytes(body + hashlib.sha256(body).digest())
+    with pytest.raises(StoreVersionError, match="version 3 was written by a newer"):
+        FlashStore(tmp_path / "s")
+    body = STORE_MAGIC + struct.pack("<H", 1) + b"x"
+    header.write_bytes(body + hashlib.sha256(body).digest())
+    with pytest.raises(StoreError, match="corrupt"):
+        FlashStore(tmp_path / "s")
+    header.write_bytes(STORE_MAGIC + b"\x01")
+    with pytest.raises(StoreError, match="corrupt"):
+        FlashStore(tmp_path / "s")
     header.write_bytes(b"SOMETHING ELSE ENTIRELY" + bytes(40))
     with pytest.raises(StoreVersionError, match="foreign"):
         FlashStore(tmp_path / "s")
@@ -301,3 +312,16 @@ def test_killed_writer_never_leaves_a_torn_record(tmp_path):
         generations.append(user.generation)
     assert generations == sorted(generations) and generations[-1] > 25
     assert time.monotonic() - started < 30
+
+
+def test_a_store_that_lost_its_users_folder_opens_empty(tmp_path):
+    store = FlashStore(tmp_path / "s")
+    store.put("alice", l2fe(b"A"))
+    for path in store.users_dir.iterdir():
+        path.unlink()
+    store.users_dir.rmdir()
+    assert FlashStore(tmp_path / "s").users() == []
+    store.users_dir.rmdir()
+    store.users_dir.write_bytes(b"not a folder")
+    with pytest.raises(StoreError, match="not a directory"):
+        FlashStore(tmp_path / "s")

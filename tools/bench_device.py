@@ -26,6 +26,10 @@ from pathlib import Path
 
 
 def _pin(cores: int) -> list[int]:
+    from latticelock.tools.errors import ToolsError
+
+    if cores < 1:
+        raise ToolsError(f"--cores must be at least 1, got {cores}")
     available = sorted(os.sched_getaffinity(0))
     chosen = available[:cores]
     os.sched_setaffinity(0, chosen)
@@ -39,22 +43,33 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run_bench(person_dir: Path, *, cores: int, enrol_frames: int, attempts: int, policy, mcu_sim: bool, parameter_set: str,
               scheme_options: dict | None = None, pipeline=None, progress: bool = True) -> dict:
+    """Enrol from the replay, then measure loop throughput and unlock latency pinned to `cores` CPUs (restored after)."""
+    previous = os.sched_getaffinity(0)
+    try:
+        return _measure(person_dir, _pin(cores), enrol_frames=enrol_frames, attempts=attempts, policy=policy, mcu_sim=mcu_sim,
+                        parameter_set=parameter_set, scheme_options=scheme_options, pipeline=pipeline, progress=progress)
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+def _measure(person_dir: Path, pinned: list[int], *, enrol_frames: int, attempts: int, policy, mcu_sim: bool, parameter_set: str,
+             scheme_options: dict | None, pipeline, progress: bool) -> dict:
     from tqdm import tqdm
 
     from latticelock.device.enrol import EnrolConfig, enrol
+    from latticelock.device.lockout import Lockout, LockoutPolicy
     from latticelock.device.loop import Authenticator
     from latticelock.device.sources import open_source
     from latticelock.device.store import FlashStore
     from latticelock.models.pipeline import FacePipeline
     from latticelock.tools.errors import ToolsError
 
-    pinned = _pin(cores)
     scheme_options = dict(scheme_options or {})
     images = sorted(p for p in Path(person_dir).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     if len(images) <= enrol_frames:
         raise ToolsError(f"{person_dir} has {len(images)} images; need more than --enrol-frames {enrol_frames}")
     probe_count = len(images) - enrol_frames
-    pipeline = pipeline or FacePipeline(threads=cores)
+    pipeline = pipeline or FacePipeline(threads=len(pinned))
     with tempfile.TemporaryDirectory(prefix="latticelock-bench-") as tmp:
         store = FlashStore(Path(tmp) / "store")
         mcu = sim = None
@@ -71,7 +86,9 @@ def run_bench(person_dir: Path, *, cores: int, enrol_frames: int, attempts: int,
                 enrol("bench", source, pipeline, store, parameter_set, EnrolConfig(frames=enrol_frames, max_spread=2.0), mcu=mcu,
                       scheme_options=scheme_options)
             enrol_s = time.perf_counter() - t0
-            auth = Authenticator(store, pipeline, policy=policy, mcu=mcu, scheme_options=scheme_options)
+            # Rejected attempts are a result to report, not a reason to lock the benchmark out half-way.
+            lockout = Lockout(store, LockoutPolicy(free_attempts=attempts + 1))
+            auth = Authenticator(store, pipeline, policy=policy, lockout=lockout, mcu=mcu, scheme_options=scheme_options)
             stages: dict[str, list[float]] = {}
             outcomes: dict[str, int] = {}
             t0 = time.perf_counter()
