@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_PARAMETER_SET = "l2fe-facenet-m32"
+from latticelock.kernels.params import DEFAULT_SET as DEFAULT_PARAMETER_SET
 
 
 def _common(parser: argparse.ArgumentParser, store: bool = True) -> None:

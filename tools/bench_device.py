@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from latticelock.kernels.params import DEFAULT_SET
+
 
 def _pin(cores: int) -> list[int]:
     from latticelock.tools.errors import ToolsError
@@ -168,7 +170,7 @@ def register(commands) -> None:
     parser.add_argument("--policy-k", type=int, default=2)
     parser.add_argument("--policy-n", type=int, default=3)
     parser.add_argument("--policy-window", type=float, default=30.0, help="seconds (default 30, so slow machines are not cut off)")
-    parser.add_argument("--parameter-set", default="l2fe-facenet-m32")
+    parser.add_argument("--parameter-set", default=DEFAULT_SET, help=f"L2FE-Hash parameter set (default {DEFAULT_SET})")
     parser.add_argument("--decoder-backend", default="auto", choices=("auto", "cpu", "gpu"))
     parser.add_argument("--mcu-sim", action="store_true", help="include the simulated microcontroller (hardened mode, signed unlock)")
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")

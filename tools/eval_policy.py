@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latticelock.kernels.params import DEFAULT_SET
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.forensics.protocol import pair_identities as pairs_identities
 
@@ -239,7 +240,7 @@ def register(commands) -> None:
     )
     parser.add_argument("--embeddings", required=True, help="LFW embeddings (.npz from `latticelock eval embed`)")
     parser.add_argument("--faces94", help="faces94 embeddings (.npz), evaluated on all its identities")
-    parser.add_argument("--parameter-set", default="l2fe-facenet-m32", help="L2FE-Hash parameter set (default l2fe-facenet-m32)")
+    parser.add_argument("--parameter-set", default=DEFAULT_SET, help=f"L2FE-Hash parameter set (default {DEFAULT_SET})")
     parser.add_argument("--policy", action="append", metavar="K/N", help=f"policy to measure, repeatable (default {' '.join(DEFAULT_POLICIES)})")
     parser.add_argument("--enrol-images", type=int, default=3, help="images averaged into the enrolment template (default 3)")
     parser.add_argument("--genuine-attempts", type=int, default=10, help="genuine attempts per enrolled person (default 10)")
