@@ -4,9 +4,11 @@ Each usable frame is checked against every enrolled record at once: plain L2FE-H
 one parameter set share one batched CVP decode (what `Scheme.identify` does, here spelled out with
 the scheme's own `public_lattice` / `targets` / `decode` / `check_secret` steps so that a secret
 already checked in this attempt is not run through Argon2id, or the microcontroller's MAC, again);
-hardened records, whose verifier depends on the microcontroller's pepper, get a scheme each with
-their user's MAC. The multi-frame policy decides; on acceptance with a microcontroller attached, the face key derives the
-Ed25519 unlock key, which signs the MCU's fresh nonce. The face key lives in memory only and is
+hardened records, whose verifier and masked c depend on the microcontroller's pepper, get a scheme
+each with their user's MAC; their c is unmasked once per attempt (one MAC, memoised with the checked
+secrets and dropped with them), so a genuine hardened attempt costs two MACs: the pad and the
+verifier. The multi-frame policy decides; on acceptance with a microcontroller attached, the face
+key derives the Ed25519 unlock key, which signs the MCU's fresh nonce. The face key lives in memory only and is
 handed to the caller (the wallet) in the result, never written.
 """
 
@@ -128,17 +130,22 @@ class Authenticator:
         if not self.user_names:
             raise DeviceError(f"no usable users are enrolled in {self.store.path}")
         self._checked: dict[tuple[str, bytes], bytes | None] = {}
+        self._pads: dict[str, np.ndarray | None] = {}
+
+    def _forget(self) -> None:
+        """Drop the attempt's memo of checked secrets and unmasking pads (memory only)."""
+        self._checked = {}
+        self._pads = {}
 
     def warm_up(self) -> None:
         """Compile the decoders now (the public bases were reduced in `reload`), so the first attempt is not slowed.
 
-        A random unit vector decodes to nothing (it is nowhere near any enrolled face), so no KDF
-        runs and no MAC is asked of the microcontroller.
+        Uniform random targets decode to nothing (they are nowhere near any lattice point within the
+        radius), so no KDF runs and no MAC (not even a hardened record's pad) is asked of the microcontroller.
         """
-        probe = np.random.default_rng().normal(size=512).astype(np.float32)
-        probe /= np.linalg.norm(probe)
+        rng = np.random.default_rng()
         for group in self._groups:
-            group.candidates(probe)
+            group.warm_up(rng)
 
     def _mac_for(self, user: str) -> Callable[[bytes], bytes]:
         return lambda data: self.mcu.pepper_mac(user, data)
@@ -147,11 +154,11 @@ class Authenticator:
         """The first enrolled user whose record this embedding reproduces, with the face key.
 
         Within one attempt a secret that was already checked is not checked again: a genuine
-        attempt costs one Argon2id (and, hardened, one MAC on the microcontroller) however many of
-        its frames match.
+        attempt costs one Argon2id (and, hardened, two MACs on the microcontroller: the pad that unmasks
+        c and the verifier) however many of its frames match.
         """
         for group in self._groups:
-            for name, record, secret in group.candidates(embedding):
+            for name, record, secret in group.candidates(embedding, self._pads):
                 memo = (name, secret_label(secret))
                 if memo not in self._checked:
                     self._checked[memo] = group.scheme.check_secret(record, secret)
@@ -184,7 +191,7 @@ class Authenticator:
     def unlock(self, source: Source) -> UnlockResult:
         """One unlock attempt on the frames of `source` (raises LockedOutError while backing off)."""
         self.lockout.check()
-        self._checked = {}
+        self._forget()
         policy = AttemptPolicy(self.policy)
         reports: list[FrameReport] = []
         started: float | None = None
@@ -209,7 +216,7 @@ class Authenticator:
             except BridgeError as exc:
                 # The attempt still belongs in the log even when the link fails mid-way.
                 self.lockout.log_attempt("error", frames=verdict.frames, reason=f"microcontroller link: {type(exc).__name__}")
-                self._checked = {}
+                self._forget()
                 raise
             if not mcu_unlocked:
                 verdict = Verdict(Decision.REJECT, frames=verdict.frames, matches=verdict.matches, reason="microcontroller rejected the signature")
@@ -220,7 +227,7 @@ class Authenticator:
             self.lockout.log_attempt("no-face", frames=0, reason=verdict.reason)
         else:
             self.lockout.record_failure(frames=verdict.frames, reason=verdict.reason)
-        self._checked = {}
+        self._forget()
         return UnlockResult(verdict, len(reports), latency, mcu_unlocked, reports)
 
     def _unlock_mcu(self, verdict: Verdict) -> bool:
@@ -258,10 +265,22 @@ class _Group:
         self.records.append(record)
         self.lattices.append(lattice)
 
-    def candidates(self, embedding: np.ndarray) -> Iterator[tuple[str, object, np.ndarray]]:
-        """(user, record, secret) for every record whose lattice decodes this embedding within the radius."""
+    def warm_up(self, rng: np.random.Generator) -> None:
+        """Decode uniform random targets once, so the decoders are compiled before the first frame."""
+        from latticelock.kernels.l2fe import centred
+
+        p = self.scheme.params
+        self.scheme.decode([lat.basis for lat in self.lattices], centred(rng.integers(0, p.q, size=(len(self.records), p.m)), p.q))
+
+    def candidates(self, embedding: np.ndarray, pads: dict[str, np.ndarray | None]) -> Iterator[tuple[str, object, np.ndarray]]:
+        """(user, record, secret) for every record whose lattice decodes this embedding within the radius.
+
+        `pads` is the attempt's memo of each user's unmasking pad: a hardened record costs one MAC per attempt."""
         probe = np.asarray(embedding, dtype=np.float32)[None, :]
-        targets = np.concatenate([self.scheme.targets(r, probe) for r in self.records])
+        for name, record in zip(self.names, self.records, strict=True):
+            if name not in pads:
+                pads[name] = self.scheme.pad(record)
+        targets = np.concatenate([self.scheme.targets(r, probe, pads[n]) for n, r in zip(self.names, self.records, strict=True)])
         vectors, found = self.scheme.decode([lat.basis for lat in self.lattices], targets)
         for name, record, lattice, vector, ok in zip(self.names, self.records, self.lattices, vectors, found, strict=True):
             secret = lattice.solver.solve(vector) if ok else None

@@ -9,9 +9,11 @@ Gen (`enroll_derand(x, coins)`; `enroll` draws the coins from the OS CSPRNG):
     s    = uniform in Z_q^n, rejection-sampled from SHAKE-256(label || coins[48:80])
     c    = A s + e mod q
     (verifier, key) = derive(s, salt, kdf, mac)
+    hardened only: c = c + pad mod q, pad = expand_matrix(mac(PAD_LABEL || seed || salt), m, 1, q)
     record = (parameter-set id, seed, c, salt, verifier)   -- nothing else: no embedding, no s, no e.
 
-Rep (`verify_many`): t = c - e' mod q (centred); decode t in the q-ary lattice L(A) on the
+Rep (`verify_many`): hardened, unmask c = c - pad mod q first (one MAC per record per call);
+t = c - e' mod q (centred); decode t in the q-ary lattice L(A) on the
 BKZ-reduced basis (public, cached per seed) with the set's decoder: exact CVP within the set's radius
 by default; Babai's nearest plane (the paper's decoder) followed by the same radius check as the fast
 path; "babai-raw" (no radius check) only for comparison. Recover s from the lattice vector
@@ -23,9 +25,18 @@ verifier = HKDF-SHA256(ikm, info "latticelock/l2fe/verifier"), key = HKDF-SHA256
 "latticelock/l2fe/key"), two independent outputs, so the stored verifier never is the key.
 ikm = master in the plain mode. Hardened mode (`mac` given, the microcontroller's keyed MAC under a
 pepper that never leaves it): ikm = master || mac(b"latticelock/l2fe/mac" || master). The MCU sees only
-the Argon2id output, and a thief holding the flash but not the MCU cannot compute any verifier, so
-cannot test a single guess offline; each guess costs an MCU round trip, which the MCU can rate-limit.
+the Argon2id output (and, for the pad below, the public seed and salt), and a thief holding the
+flash but not the MCU cannot compute any verifier, so cannot test a single guess offline; each guess costs an MCU round trip, which the MCU can rate-limit.
 Hardened records carry the scheme id "l2fe-hash-mac", so they are never checked without the MAC.
+
+Why hardened c is masked: e is a projected, scaled face and lies within the unique-decoding radius of
+c (or of c minus the public mean face), so exact CVP at the stored c of a plain record returns A s, and
+e = c - A s gives the thief the victim's projected embedding. In hardened mode the stored c is
+c + pad with a uniform pad derived from the MCU's pepper: with the flash only it is uniform mod q,
+so neither that lattice attack nor any offline test applies. A thief who also holds an intact MCU
+spends one counted MAC query to unmask c, after which the projected face is exposed as in plain mode
+(the key still costs one counted MCU query per guess); with the MCU's pepper extracted it is plain
+L2FE-Hash.
 """
 
 from __future__ import annotations
@@ -61,6 +72,7 @@ INFO_VERIFIER = b"latticelock/l2fe/verifier"
 INFO_KEY = b"latticelock/l2fe/key"
 MAC_LABEL = b"latticelock/l2fe/mac"
 SECRET_LABEL = b"latticelock/l2fe/secret"
+PAD_LABEL = b"latticelock/l2fe/pad"
 
 Mac = Callable[[bytes], bytes]
 
@@ -93,6 +105,12 @@ def derive(s: np.ndarray, salt: bytes, kdf: KdfCost, mac: Mac | None = None) -> 
     return hkdf(ikm, INFO_VERIFIER), hkdf(ikm, INFO_KEY)
 
 
+def mask_pad(mac: Mac, seed: bytes, salt: bytes, m: int, q: int) -> np.ndarray:
+    """The hardened record's mask of c: int64[m] uniform mod q, expanded from mac(PAD_LABEL || seed || salt)."""
+    pad_seed = mac(PAD_LABEL + seed + salt)
+    return expand_matrix(pad_seed, m, 1, q)[:, 0]
+
+
 def preprocess(params: L2FEParams, projection: Projection, embeddings: np.ndarray) -> np.ndarray:
     """e = round(scale * P(x)) as int64[k, m]."""
     return np.rint(params.scale * projection.project(as_embeddings(embeddings), params.m)).astype(np.int64)
@@ -114,7 +132,7 @@ class PublicLattice:
     """Everything a record makes public about its lattice (what a thief computes from the flash)."""
 
     A: np.ndarray  # int64[m, n]
-    c: np.ndarray  # int64[m]
+    c: np.ndarray  # int64[m], as stored: masked by the pepper-derived pad in hardened mode
     basis: ReducedBasis
     solver: SecretSolver
 
@@ -170,6 +188,8 @@ class L2FEScheme(SchemeBase):
         s = sample_secret(secret_coins, p.n, p.q)
         A = expand_matrix(seed, p.m, p.n, p.q)
         c = np.mod(A @ s + e, p.q)
+        if self.mac is not None:
+            c = np.mod(c + mask_pad(self.mac, seed, salt, p.m, p.q), p.q)
         verifier, _ = derive(s, salt, self.kdf, self.mac)
         return Record(self.scheme_id, p.name, {"seed": seed, "c": c.astype(np.uint32), "salt": salt, "verifier": verifier})
 
@@ -198,9 +218,21 @@ class L2FEScheme(SchemeBase):
         if record.scheme_id == SCHEME_ID and self.mac is not None:
             raise SchemeError("record was enrolled without the microcontroller's MAC; use a scheme without mac")
 
-    def targets(self, record: Record, embeddings: np.ndarray) -> np.ndarray:
-        """The decoding targets c - e' (centred mod q) for candidate embeddings, float64[k, m]."""
+    def pad(self, record: Record) -> np.ndarray | None:
+        """The mask of a hardened record's c (one MAC on the microcontroller); None for a plain record."""
+        if record.scheme_id != SCHEME_ID_HARDENED:
+            return None
+        self._check_mode(record)
+        return mask_pad(self.mac, record["seed"], record["salt"], self.params.m, self.params.q)
+
+    def targets(self, record: Record, embeddings: np.ndarray, pad: np.ndarray | None = None) -> np.ndarray:
+        """The decoding targets c - e' (centred mod q) for candidate embeddings, float64[k, m].
+
+        A hardened record's c is unmasked first with `pad` (from `pad(record)`; computed here, one MAC,
+        when not given)."""
         c = record["c"].astype(np.int64)
+        if record.scheme_id == SCHEME_ID_HARDENED:
+            c = c - (self.pad(record) if pad is None else pad)
         return centred(c - preprocess(self.params, self.projection, embeddings), self.params.q)
 
     def decode(self, bases: ReducedBasis | list[ReducedBasis], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -198,12 +198,19 @@ def test_hardened_enrol_and_unlock_through_the_mcu(tmp_path, store, mcu_factory)
         enrol_person(tmp_path, store, "bob", person=2, mcu=mcu)
     assert mcu.status()["failures"] == 0 and [u.name for u in store.users()] == ["alice"]
     auth = Authenticator(store, FakePipeline(), mcu=mcu, scheme_options=SCHEME_OPTIONS)
+    macs = []
+    real_mac = mcu.pepper_mac
+    mcu.pepper_mac = lambda user, data: macs.append(data) or real_mac(user, data)
+    auth.warm_up()
+    assert macs == []  # compiling the decoders asks the MCU nothing
     genuine = attempt(tmp_path, auth, 1, [100, 101, 102])
     assert genuine.accepted and genuine.mcu_unlocked
+    assert len(macs) == 2  # one pad unmasks c for the whole attempt, one verifier MAC for its one secret
     status = mcu.status()
     assert status["unlocks"] == 1 and status["failures"] == 0
     impostor = attempt(tmp_path, auth, 3, [300, 301, 302, 303, 304])
     assert not impostor.accepted and not impostor.mcu_unlocked
+    assert len(macs) == 3 and mcu.status()["failures"] == 1  # the impostor's attempt: the pad only
     # Without the MCU's pepper the same record and face give nothing: no offline guessing.
     from latticelock.kernels.l2fe import L2FEScheme
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import numpy as np
 import pytest
@@ -221,6 +222,68 @@ def test_hardened_mode_needs_the_mcu_mac(projection):
         scheme(projection).check_secret(record, np.zeros(16, dtype=np.int64))
     with pytest.raises(SchemeError, match="without"):
         hardened.verify(scheme(projection).enroll(x), x)
+
+
+def hmac_pepper(pepper: bytes, calls: list | None = None):
+    """The MCU's keyed MAC (HMAC-SHA256 under a pepper), recording each query in `calls`."""
+
+    def mac(data: bytes) -> bytes:
+        if calls is not None:
+            calls.append(data)
+        return hmac.new(pepper, data, hashlib.sha256).digest()
+
+    return mac
+
+
+def test_hardened_round_trip_with_an_hmac_pepper(projection):
+    rng = np.random.default_rng(14)
+    hardened = scheme(projection, mac=hmac_pepper(b"p" * 32))
+    x = face(projection, rng)
+    record = parse_record(hardened.enroll(x).to_bytes())
+    key = hardened.verify(record, x)
+    assert key is not None
+    assert hardened.verify(record, nearby(projection, x, 32, 0.3 * hardened.params.threshold, rng)) == key
+    assert hardened.verify(record, face(projection, rng)) is None
+    assert scheme(projection, mac=hmac_pepper(b"q" * 32)).verify(record, x) is None
+
+
+def test_hardened_c_is_masked_so_decoding_the_stored_c_gives_nothing(projection):
+    """Plain: CVP at c - e returns A s (so a thief who guesses e gets s). Hardened with the same coins:
+    the stored c is c + pad, and the same decoding finds no lattice point within the radius."""
+    rng = np.random.default_rng(15)
+    x = face(projection, rng)
+    coins = bytes(range(COIN_BYTES))
+    plain, hardened = scheme(projection), scheme(projection, mac=hmac_pepper(b"p" * 32))
+    p = plain.params
+    s = l2fe.sample_secret(coins[-l2fe.SECRET_COIN_BYTES :], p.n, p.q)
+    A = expand_matrix(coins[: l2fe.SEED_BYTES], p.m, p.n, p.q)
+    e = preprocess(p, plain.projection, x[None, :])
+    outcomes = {}
+    for mode, s_ in (("plain", plain), ("hardened", hardened)):
+        record = s_.enroll_derand(x, coins)
+        lattice = s_.public_lattice(record)
+        vectors, found = plain.decode(lattice.basis, l2fe.centred(lattice.c - e, p.q))
+        outcomes[mode] = bool(found[0]) and np.array_equal(np.mod(vectors[0], p.q), np.mod(A @ s, p.q))
+    assert outcomes == {"plain": True, "hardened": False}
+    assert not np.array_equal(plain.enroll_derand(x, coins)["c"], hardened.enroll_derand(x, coins)["c"])
+
+
+def test_hardened_mac_queries_one_pad_per_record_and_one_per_distinct_secret(projection):
+    rng = np.random.default_rng(16)
+    calls: list[bytes] = []
+    hardened = scheme(projection, mac=hmac_pepper(b"p" * 32, calls))
+    faces = [face(projection, rng) for _ in range(3)]
+    records = [hardened.enroll(x) for x in faces]
+    assert len(calls) == 6  # each enrolment: the pad and the verifier
+    calls.clear()
+    x = faces[0]
+    close = [nearby(projection, x, 32, 0.2 * hardened.params.threshold, rng) for _ in range(3)]
+    keys = hardened.verify_many(records[0], np.stack([x, *close, faces[1]]))
+    assert keys[0] is not None and keys[1:4] == [keys[0]] * 3 and keys[4] is None
+    assert [c.startswith(l2fe.PAD_LABEL) for c in calls] == [True, False]
+    calls.clear()
+    assert [k is not None for k in hardened.identify(records, faces[2])] == [False, False, True]
+    assert sum(c.startswith(l2fe.PAD_LABEL) for c in calls) == 3 and len(calls) == 4
 
 
 def test_bad_options_and_coins(projection):

@@ -12,6 +12,14 @@ Attacks (rows of the report):
 - lattice (L2FE-Hash): lattice points near c - (projected mean face, then centroids), each secret
   candidate tested against the stored verifier.
 
+Hardened L2FE-Hash (rows of parameter set "<set>/mac", `hardened_set`, `hardened_victims` of the attack
+victims): the victims are enrolled with a MAC under a random pepper the thief never gets, as a thief
+holding the flash only sees them. The stored c is masked by the pepper-derived pad; the thief runs the
+plain set's PIPE inverse on the surrogates and takes the lattice point nearest c - (projected mean
+face) as the face (no oracle tells a right candidate from a wrong one, so there is only that one
+guess; its "unlock" row is checked by the report with the pepper). Dictionary attacks and PIPE's
+"unlock" need an offline oracle, which does not exist there: reported as not applicable.
+
 Test sets: "enrolled" (the attack's embedding within tau of the image the victim enrolled with),
 "other-image" (within tau of a different image of the victim: what a face-recognition system that
 never saw the enrolment photo would accept), "unlock" (the scheme's own verification releases the key).
@@ -52,6 +60,8 @@ class ReportConfig:
     lattice_radius: float = 2.5  # enumeration radius, in units of the set's decoding radius
     lattice_bkz: int | None = None  # None: the device's block size
     device_kdf_victims: int = 3  # victims also attacked with records at the device's full Argon2id cost
+    hardened_set: str | None = "l2fe-facenet-m64"  # also attacked in hardened mode, flash only (when in schemes)
+    hardened_victims: int = 100
     backend: str = "auto"
     seed: int = 0
 
@@ -79,16 +89,17 @@ def _row(scheme: str, parameter_set: str, attack: str, test_set: str, hits: np.n
             "guesses": int(guesses), **extra}
 
 
-def make_scheme(name: str, backend: str = "auto", device_kdf: bool = False, projection=None):
+def make_scheme(name: str, backend: str = "auto", device_kdf: bool = False, projection=None, mac=None):
     """The scheme under attack. L2FE-Hash records are made with the evaluation-only Argon2id cost unless
     `device_kdf` (decisions do not depend on the cost; what a guess costs is timed separately).
-    `projection` replaces the set's shipped PCA projection (synthetic tests only)."""
+    `projection` replaces the set's shipped PCA projection (synthetic tests only); `mac` makes hardened
+    L2FE-Hash records."""
     from latticelock.kernels.scheme import get_scheme
 
     if name.startswith("l2fe"):
         from latticelock.kernels.kdf import EVALUATION_COST
 
-        options = {"backend": backend, "projection": projection}
+        options = {"backend": backend, "projection": projection, "mac": mac}
         if not device_kdf:
             options["kdf"] = EVALUATION_COST
         return get_scheme(name, **options)
@@ -236,6 +247,9 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
 
             if kind == "l2fe":
                 _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, centroids, tau, cfg, progress, projection)
+                if name == cfg.hardened_set and cfg.hardened_victims:
+                    _hardened_rows(report, name, model, attack_idx[: cfg.hardened_victims], split, mean_face, tau, cfg,
+                                   projection, Path(tmp) / f"{pset}-mac")
     report.runtime_s = time.perf_counter() - started
     return report
 
@@ -289,6 +303,65 @@ def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, c
         _device_cost_sample(report, name, split, centres_e, radius, attack_idx[: cfg.device_kdf_victims], cfg, projection)
 
 
+def _not_applicable(scheme_id: str, pset: str, attack: str, guesses: int, victims: int, why: str) -> dict:
+    return {"scheme": scheme_id, "parameter_set": pset, "attack": attack, "test_set": "unlock", "asr": None,
+            "victims": victims, "guesses": guesses, "not_applicable": why}
+
+
+def _hardened_rows(report, name, model, victims, split, mean_face, tau, cfg, projection, workdir: Path) -> None:
+    """Hardened records as a thief holding the flash only sees them (see the module docstring)."""
+    import hashlib
+    import hmac
+    import os
+
+    from latticelock.kernels.cvp import enumerate_within
+    from latticelock.kernels.l2fe import preprocess
+    from latticelock.tools.forensics.lattice_attack import candidate_points, public_target
+
+    pepper = os.urandom(32)  # the MCU's; the attack code below never sees it
+    scheme = make_scheme(name, cfg.backend, projection=projection, mac=lambda data: hmac.new(pepper, data, hashlib.sha256).digest())
+    p, proj = scheme.params, scheme.projection
+    sid, pset = scheme.scheme_id, f"{p.name}/mac"
+    workdir.mkdir()
+    records = steal_records(scheme, split.enrolled[victims], split.victim_labels[victims], workdir)
+    n = len(victims)
+    enrolled, other = split.enrolled[victims], split.other[victims]
+
+    predicted = model.predict(surrogates(scheme, records))
+    extra = {"model": model.name, "note": f"the plain {p.name} PIPE inverse on the stolen (masked) records"}
+    for test_set, targets in (("enrolled", enrolled), ("other-image", other)):
+        report.rows.append(_row(sid, pset, "pipe", test_set, P.success(predicted, targets, tau), 1, **extra))
+    no_oracle = "not applicable: without the MCU's pepper no verifier can be computed, so no offline test"
+    report.rows.append(_not_applicable(sid, pset, "pipe", 1, n, no_oracle))
+
+    centre_e = preprocess(p, proj, mean_face[None, :])
+    radius = cfg.lattice_radius * p.radius
+    truth = preprocess(p, proj, enrolled)
+    recovered, exact, unlocked = [], [], []
+    start = time.perf_counter()
+    for j, record in enumerate(records):
+        target = public_target(scheme, record, cfg.lattice_bkz)
+        v = next(iter(candidate_points(target, centre_e, radius, 1, enumerate_within)), None)
+        e = centre_e[0] if v is None else target.c.astype(np.int64) - v
+        exact.append(np.array_equal(np.mod(e, p.q), np.mod(truth[j], p.q)))
+        s = None if v is None else target.solver.solve(v)
+        # the report's own check, with the pepper: would this single candidate have been the key?
+        unlocked.append(s is not None and scheme.check_secret(record, s) is not None)
+        e = np.where(np.mod(e, p.q) > p.q // 2, np.mod(e, p.q) - p.q, np.mod(e, p.q))
+        recovered.append(proj.mean + (e / p.scale) @ proj.components[: p.m])
+    rec = P.normalise(np.stack(recovered))
+    extra = {"radius_x_decoding_radius": cfg.lattice_radius, "centres": 1, "exact_e_recovered": float(np.mean(exact)),
+             "wall_s": round(time.perf_counter() - start, 2),
+             "note": "nearest lattice point to the stored c - mean face, the only guess without an oracle"}
+    for test_set, targets in (("enrolled", enrolled), ("other-image", other)):
+        report.rows.append(_row(sid, pset, "lattice", test_set, P.success(rec, targets, tau), 1, **extra))
+    report.rows.append(_row(sid, pset, "lattice", "unlock", np.array(unlocked), 1, **extra))
+    for attack in ("dictionary", "dictionary-kmeans"):
+        report.rows.append(_not_applicable(sid, pset, attack, cfg.guesses if attack == "dictionary" else cfg.kmeans, n, no_oracle))
+    report.notes.append(f"{pset}: {n} victims enrolled in hardened mode under a random pepper the thief never gets; "
+                        f"exact e recovered for {100 * float(np.mean(exact)):.1f}%; dictionary attacks not applicable")
+
+
 def _device_cost_sample(report, name, split, centres_e, radius, victims, cfg, projection) -> None:
     """A few victims enrolled with the device's real Argon2id cost and attacked end to end."""
     from latticelock.tools.forensics.lattice_attack import lattice_attack
@@ -326,7 +399,8 @@ def format_report(report: Report) -> str:
     by = {(r["parameter_set"], r["attack"], r["test_set"]): r for r in report.rows}
     psets = list(dict.fromkeys(r["parameter_set"] for r in report.rows if r["scheme"] != "any"))
     for ps in psets:
-        cells = [_pct(by.get((ps, "pipe", ts), {}).get("asr")) for ts in ("enrolled", "other-image", "unlock")]
+        cells = ["n/a" if by.get((ps, "pipe", ts), {}).get("not_applicable") else _pct(by.get((ps, "pipe", ts), {}).get("asr"))
+                 for ts in ("enrolled", "other-image", "unlock")]
         lines.append(f"{ps:<24} {cells[0]:>9} {cells[1]:>12} {cells[2]:>8}")
     for ts in ("enrolled", "other-image"):
         lines.append(f"{'public mean face':<24} ({ts}) {_pct(by[('-', 'mean-face (1 guess)', ts)]['asr']).strip()}")
@@ -337,7 +411,8 @@ def format_report(report: Report) -> str:
     lines += ["", "Table IV-style: every attack (ASR by test set; guesses = per victim)",
               f"{'parameter set':<24} {'attack':<28} {'test set':<12} {'ASR':>7} {'guesses':>8} {'victims':>8}"]
     for r in report.rows:
-        lines.append(f"{r['parameter_set']:<24} {r['attack']:<28} {r['test_set']:<12} {_pct(r['asr']):>7} "
+        asr = "n/a" if r.get("not_applicable") else _pct(r["asr"])
+        lines.append(f"{r['parameter_set']:<24} {r['attack']:<28} {r['test_set']:<12} {asr:>7} "
                      f"{r['guesses']:>8} {r['victims']:>8}")
     lines += ["", "Table X-style: cost per guess",
               f"{'parameter set':<24} {'attack':<32} {'guesses/s':>11} {'s/guess':>10} {'verif.':>8}  note"]
@@ -350,7 +425,7 @@ def format_report(report: Report) -> str:
         gps_s = "-" if gps is None else f"{gps:.1f}"
         spg_s = "-" if spg is None else f"{spg:.2e}"
         lines.append(f"{c['parameter_set']:<24} {c['attack']:<32} {gps_s:>11} {spg_s:>10} {c['verifications']:>8}  {note}")
-    lattice = [r for r in report.rows if r["attack"] == "lattice" and r["test_set"] == "unlock"]
+    lattice = [r for r in report.rows if r["attack"] == "lattice" and r["test_set"] == "unlock" and "kdf_evaluations" in r]
     for r in lattice:
         lines.append(f"lattice {r['parameter_set']}: {r['kdf_evaluations']} KDF evaluations in total for "
                      f"{r['victims']} victims, exact e recovered for {_pct(r['exact_e_recovered']).strip()}; at the device's "
