@@ -455,34 +455,36 @@ def write_plots(report: Report, directory: Path) -> list[Path]:
             colours.setdefault(pset, f"C{len(colours) % 10}")
             style = {"color": colours[pset], "linestyle": "--" if attack.endswith("kmeans") else "-"}
         ax.plot(np.arange(1, len(curve) + 1), curve, label=label, **style)
-    ax.set_xscale("log")
-    ax.set_xlabel("guesses per victim")
-    ax.set_ylabel("attack success rate")
-    ax.set_title("Dictionary attacks and random guessing (ASR against guesses)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    path = directory / "asr_vs_guesses.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save_plot(
+        fig, ax, directory / "asr_vs_guesses.png", "guesses per victim", "attack success rate",
+        "Dictionary attacks and random guessing (ASR against guesses)", legend_size=7,
+    ))
     lattice = {k: v for k, v in report.curves.items() if k.startswith("lattice")}
     if lattice:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for label, curve in lattice.items():
             ax.step(np.arange(1, len(curve) + 1), curve, where="post", label=label)
-        ax.set_xscale("log")
-        ax.set_xlabel("verifier (Argon2id) evaluations per victim")
-        ax.set_ylabel("attack success rate (key recovered)")
-        ax.set_title("Lattice attack on L2FE-Hash records")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        path = directory / "lattice_asr_vs_evaluations.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save_plot(
+            fig, ax, directory / "lattice_asr_vs_evaluations.png", "verifier (Argon2id) evaluations per victim",
+            "attack success rate (key recovered)", "Lattice attack on L2FE-Hash records", legend_size=8,
+        ))
     return written
+
+
+def _save_plot(fig, ax, path: Path, xlabel: str, ylabel: str, title: str, legend_size: int) -> Path:
+    """Label a log-x ASR plot the same way for every figure, write it as PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def write_json(report: Report, path: Path) -> None:
