@@ -31,12 +31,12 @@ protects the key; the plain mode only costs him one Argon2id per victim.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from latticelock.kernels.errors import ParameterSetError
-from latticelock.kernels.expand import is_prime
+from latticelock.kernels.expand import check_dimensions
 from latticelock.kernels.kdf import DEVICE_COST, KdfCost
+from latticelock.kernels.lattice import gaussian_heuristic
 
 # "cvp": exact closest vector within the radius. "babai": nearest plane, then the same radius check
 # (a fast path that never accepts beyond the radius, but may miss a closer point). "babai-raw": the
@@ -45,12 +45,6 @@ from latticelock.kernels.kdf import DEVICE_COST, KdfCost
 DECODERS = ("cvp", "babai", "babai-raw")
 # Decoding radius as a fraction of the Gaussian-heuristic minimum distance; < 0.5 keeps decoding unique.
 RADIUS_FRACTION = 0.40
-
-
-def gaussian_heuristic(m: int, n: int, q: int) -> float:
-    """Expected minimum distance of a random q-ary lattice of dimension m and determinant q^(m-n)."""
-    log_det = (m - n) * math.log(q)
-    return math.exp((math.lgamma(m / 2 + 1) + log_det) / m) / math.sqrt(math.pi)
 
 
 @dataclass(frozen=True)
@@ -68,13 +62,15 @@ class L2FEParams:
 
     def __post_init__(self) -> None:
         problems = []
-        if not (self.q > 2 and is_prime(self.q)):
-            problems.append(f"q = {self.q} is not an odd prime")
-        if not 0 < self.n < self.m:
-            problems.append(f"need 0 < n < m, got n = {self.n}, m = {self.m}")
+        try:
+            check_dimensions(self.m, self.n, self.q)
+            lattice_ok = True
+        except (TypeError, ValueError) as exc:
+            problems.append(str(exc))
+            lattice_ok = False
         if self.scale <= 0 or self.radius <= 0:
             problems.append("scale and radius must be positive")
-        elif self.q > 2 and 0 < self.n < self.m and self.radius >= 0.5 * gaussian_heuristic(self.m, self.n, self.q):
+        elif lattice_ok and self.radius >= 0.5 * gaussian_heuristic(self.m, self.n, self.q):
             problems.append(f"radius {self.radius} is not below half the lattice's minimum distance")
         if self.decoder not in DECODERS:
             problems.append(f"decoder {self.decoder!r} is not one of {DECODERS}")
