@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latticelock.kernels.babai import babai_decode, babai_decode_many
-from latticelock.kernels.expand import expand_matrix
-from latticelock.kernels.lattice import ReducedBasis, qary_basis, reduce_basis
-from latticelock.kernels.recover import SecretSolver
 
-Q = 65537
-
-
-@functools.lru_cache(maxsize=None)
-def setup(seed: bytes, m: int, n: int, block: int = 8) -> tuple[np.ndarray, ReducedBasis, SecretSolver]:
-    A = expand_matrix(seed, m, n, Q)
-    return A, reduce_basis(qary_basis(A, Q), block, Q), SecretSolver(A, Q)
-
-
-def lattice_points(A: np.ndarray, rng: np.random.Generator, k: int) -> tuple[np.ndarray, np.ndarray]:
-    s = rng.integers(0, Q, size=(k, A.shape[1]))
-    # Exact A s mod q: entries < 2^17, n <= 16 terms, far below 2^63.
-    return s, (s @ A.T) % Q
+from lattice_cases import Q, lattice_points, setup
 
 
 seeds = st.binary(min_size=32, max_size=32)

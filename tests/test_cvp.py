@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,22 +9,8 @@ from hypothesis import strategies as st
 
 from latticelock.kernels.babai import babai_decode
 from latticelock.kernels.cvp import EnumerationBudgetError, cvp_decode, cvp_decode_many, enumerate_within
-from latticelock.kernels.expand import expand_matrix
-from latticelock.kernels.lattice import ReducedBasis, qary_basis, reduce_basis
-from latticelock.kernels.recover import SecretSolver
 
-Q = 65537
-
-
-@functools.lru_cache(maxsize=None)
-def setup(seed: bytes, m: int, n: int, block: int = 8) -> tuple[np.ndarray, ReducedBasis, SecretSolver]:
-    A = expand_matrix(seed, m, n, Q)
-    return A, reduce_basis(qary_basis(A, Q), block, Q), SecretSolver(A, Q)
-
-
-def lattice_points(A: np.ndarray, rng: np.random.Generator, k: int) -> tuple[np.ndarray, np.ndarray]:
-    s = rng.integers(0, Q, size=(k, A.shape[1]))
-    return s, (s @ A.T) % Q
+from lattice_cases import Q, lattice_points, setup
 
 
 def dist(V: np.ndarray, T: np.ndarray) -> np.ndarray:
