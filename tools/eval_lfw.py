@@ -38,6 +38,16 @@ def lfw_file(name: str, index: int) -> str:
     return f"{name}/{name}_{index:04d}.jpg"
 
 
+def parse_pair(parts: list[str]) -> tuple[str, str, bool]:
+    """(first file, second file, same person) of one pairs-file line split on whitespace: `name i j`
+    or `name1 i name2 j`; ValueError for anything else."""
+    if len(parts) == 3:
+        return lfw_file(parts[0], int(parts[1])), lfw_file(parts[0], int(parts[2])), True
+    if len(parts) == 4:
+        return lfw_file(parts[0], int(parts[1])), lfw_file(parts[2], int(parts[3])), False
+    raise ValueError(f"not a pair: {' '.join(parts)!r}")
+
+
 def read_pairs(path: Path) -> list[Pair]:
     """Parse an LFW pairs file (first line: folds and pairs per class; then per fold same then different pairs)."""
     try:
@@ -56,12 +66,7 @@ def read_pairs(path: Path) -> list[Pair]:
     for number, parts in enumerate(lines[1:]):
         fold = number // (2 * per_class)
         try:
-            if len(parts) == 3:
-                pairs.append(Pair(fold, lfw_file(parts[0], int(parts[1])), lfw_file(parts[0], int(parts[2])), True))
-            elif len(parts) == 4:
-                pairs.append(Pair(fold, lfw_file(parts[0], int(parts[1])), lfw_file(parts[2], int(parts[3])), False))
-            else:
-                raise ValueError
+            pairs.append(Pair(fold, *parse_pair(parts)))
         except ValueError:
             raise ToolsError(f"{path}: line {number + 2} is not a pair: {' '.join(parts)!r}") from None
     return pairs

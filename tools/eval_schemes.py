@@ -68,6 +68,7 @@ class Pairs:
 def read_pairs(path: Path, data: Embeddings) -> Pairs:
     """LFW View 2 pairs (`name i j` same person, `name1 i name2 j` different) mapped to embedding rows."""
     from latticelock.tools.errors import ToolsError
+    from latticelock.tools.eval_lfw import parse_pair
 
     try:
         lines = path.read_text().split("\n")
@@ -80,22 +81,16 @@ def read_pairs(path: Path, data: Embeddings) -> Pairs:
         if not parts:
             continue
         try:
-            if len(parts) == 3:
-                a, b = (parts[0], int(parts[1])), (parts[0], int(parts[2]))
-            elif len(parts) == 4:
-                a, b = (parts[0], int(parts[1])), (parts[2], int(parts[3]))
-            else:
-                raise ValueError
+            a, b, is_same = parse_pair(parts)
         except ValueError:
             raise ToolsError(f"{path}:{number}: expected `name i j` or `name1 i name2 j`, got {line!r}") from None
-        names.update((a[0], b[0]))
-        keys = [f"{n}/{n}_{i:04d}.jpg" for n, i in (a, b)]
-        if keys[0] not in index or keys[1] not in index:
+        names.update((a.split("/")[0], b.split("/")[0]))
+        if a not in index or b not in index:
             missing += 1
             continue
-        first.append(index[keys[0]])
-        second.append(index[keys[1]])
-        same.append(len(parts) == 3)
+        first.append(index[a])
+        second.append(index[b])
+        same.append(is_same)
     if not first:
         raise ToolsError(f"no pair of {path} has both embeddings in {data.path}")
     return Pairs(np.array(first), np.array(second), np.array(same), frozenset(names), missing)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from latticelock.tools.errors import ToolsError
+from latticelock.tools.eval_lfw import parse_pair
 
 PAPER_TAU = 1.103  # the paper's threshold on normalised FaceNet embeddings (FPR about 0.8%)
 DEFAULT_TARGET_FPR = 0.008
@@ -116,11 +117,11 @@ def pair_identities(pairs_file: str | Path) -> set[str]:
     except OSError as exc:
         raise ToolsError(f"cannot read pairs file {pairs_file}: {exc}") from exc
     for line in lines:
-        parts = line.split()
-        if len(parts) == 3:
-            names.add(parts[0])
-        elif len(parts) == 4:
-            names.update((parts[0], parts[2]))
+        try:
+            first, second, _ = parse_pair(line.split())
+        except ValueError:  # blank or malformed lines name nobody
+            continue
+        names.update((first.split("/")[0], second.split("/")[0]))
     return names
 
 
