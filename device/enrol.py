@@ -123,6 +123,22 @@ def capture_good_frames(source: Source, pipeline: "FacePipeline", config: EnrolC
     raise EnrolmentError(f"only {len(embeddings)} good frames of the {config.frames} needed in {seen} frames read; rejected: {summary}")
 
 
+def collisions(store: FlashStore, user: str, template: np.ndarray, recipe_options: dict | None = None) -> list[str]:
+    """The other enrolled users whose plain records this template unlocks."""
+    from latticelock.kernels.errors import KernelsError
+    from latticelock.kernels.recipe import Gallery
+
+    records = {}
+    for other in store.users():
+        if other.name == user:
+            continue
+        try:
+            records[other.name] = other.record()
+        except KernelsError:
+            continue
+    return Gallery(records, **(recipe_options or {})).collisions(template) if records else []
+
+
 def enrol(
     user: str,
     source: Source,
@@ -130,34 +146,20 @@ def enrol(
     store: FlashStore,
     parameter_set: str,
     config: EnrolConfig | None = None,
-    mcu: "McuClient | None" = None,
-    scheme_options: dict | None = None,
+    recipe_options: dict | None = None,
 ) -> EnrolResult:
-    """Capture, average, one Gen, store (replacing any earlier record of `user` atomically)."""
-    from latticelock.kernels.scheme import get_scheme
+    """Capture, average, refuse a collision, one Gen, store (replacing any earlier record of `user` atomically)."""
+    from latticelock.kernels.recipe import enrol as gen
 
     config = config or EnrolConfig()
-    if mcu is not None and not mcu.hello().provisioning:
-        # Checked first: outside provisioning every MAC the enrolment asked for would count as a failure.
-        raise EnrolmentError("the microcontroller is not in provisioning mode (the kiosk jumper); it would refuse the new public key")
+    options = dict(recipe_options or {})
     capture = capture_good_frames(source, pipeline, config)
     template = make_template(capture.embeddings)
-    options = dict(scheme_options or {})
-    public_key = None
-    if mcu is not None:
-        options["mac"] = lambda data: mcu.pepper_mac(user, data)
-    scheme = get_scheme(parameter_set, **options)
-    record = scheme.enroll(template)
-    if mcu is not None:
-        from latticelock.firmware_bridge.keys import public_key_bytes, unlock_key
-
-        key = scheme.verify(record, template)
-        if key is None:
-            raise EnrolmentError("the fresh record does not reproduce its own key (scheme fault); nothing stored")
-        public_key = public_key_bytes(unlock_key(key))
-        del key
-        mcu.enroll_pubkey(user, public_key)
+    clashes = collisions(store, user, template, options)
+    if clashes:
+        raise EnrolmentError(f"this face unlocks the record of {', '.join(repr(c) for c in clashes)}: enrolment refused, nothing stored")
+    record = gen(template, parameter_set, label=user.encode("utf-8"), **options)
     stored = store.put(user, record)
     del template
     log.info("enrolled %r from %d frames (%s)", user, len(capture.names), record.scheme_id)
-    return EnrolResult(stored, capture, mcu is not None, public_key)
+    return EnrolResult(stored, capture, False, None)

@@ -1,36 +1,42 @@
-"""The unlock loop: grab, detect, choose, gate, embed, reproduce, decide, act.
+"""The unlock loop, top to bottom: frames in, one decision out.
 
-Each usable frame is checked against every enrolled record at once: plain L2FE-Hash records of
-one parameter set share one batched CVP decode (what `Scheme.identify` does, here spelled out with
-the scheme's own `public_lattice` / `targets` / `decode` / `check_secret` steps so that a secret
-already checked in this attempt is not run through Argon2id, or the microcontroller's MAC, again);
-hardened records, whose verifier and masked c depend on the microcontroller's pepper, get a scheme
-each with their user's MAC; their c is unmasked once per attempt (one MAC, memoised with the checked
-secrets and dropped with them), so a genuine hardened attempt costs two MACs: the pad and the
-verifier. The multi-frame policy decides; on acceptance with a microcontroller attached, the face
-key derives the Ed25519 unlock key, which signs the MCU's fresh nonce. The face key lives in memory only and is
-handed to the caller (the wallet) in the result, never written.
+    auth = Authenticator(store, pipeline, mcu=client)      # reads the users once, warms the decoders
+    result = auth.unlock(source)                           # one attempt; result.accepted, result.user
+
+One attempt:
+1. Refuse early while locked out (the microcontroller's count in hardened mode, the host's in plain).
+2. Open a matcher: in hardened mode a counted session on the microcontroller, which holds the sealed
+   helper data's key, decodes every probe against every user itself and answers only pending,
+   accept or reject (`HardenedMatcher`); in plain mode an attempt of `kernels.recipe` over the
+   plain records (`PlainMatcher`), whose k-of-n decision is `policy.AttemptPolicy`.
+3. For each frame: detect, choose the face, quality gate, embed (`check_frame`). The attempt belongs
+   to the first usable face's track; frames of any other face are skipped, never matched.
+4. Each usable embedding goes to the matcher until it decides; the frame budget and the window
+   bound the attempt whatever happens.
+5. Log the attempt (no biometric data) and count it.
+
+The face key (plain mode) lives in memory only and is handed to the caller in the result.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from latticelock.device.errors import DeviceError
 from latticelock.device.lockout import Lockout
-from latticelock.device.policy import AttemptPolicy, Decision, PolicyConfig, Verdict
+from latticelock.device.policy import DEFAULT_POLICY, AttemptPolicy, Decision, PolicyConfig, Verdict
 from latticelock.device.quality import QualityConfig, assess
 from latticelock.device.sources import Frame, Source
 from latticelock.device.store import FlashStore
 
 if TYPE_CHECKING:
     from latticelock.firmware_bridge.client import McuClient
+    from latticelock.kernels.recipe import Gallery
     from latticelock.models.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
@@ -41,9 +47,9 @@ class FrameReport:
     index: int
     name: str
     outcome: str
-    """"no face", "low quality: <reason>", "no match" or "match <user>"."""
+    """"no face", "low quality: <reason>", "another face", "match <users>", "no match" or "sent"."""
     seconds: dict[str, float]
-    """Wall time of each stage: detect, gate, embed, verify."""
+    """Wall time of each stage: detect, gate, embed, match."""
 
 
 @dataclass
@@ -51,9 +57,10 @@ class UnlockResult:
     verdict: Verdict
     frames_read: int
     latency_s: float
-    """Wall time from the attempt's first frame to the decision (and the MCU's answer, if attached)."""
-    mcu_unlocked: bool = False
+    """Wall time from the attempt's first frame to the decision."""
     frames: list[FrameReport] = field(default_factory=list)
+    key: bytes | None = None
+    """Plain mode: the accepted user's face key (memory only)."""
 
     @property
     def accepted(self) -> bool:
@@ -63,10 +70,50 @@ class UnlockResult:
     def user(self) -> str | None:
         return self.verdict.user
 
-    @property
-    def key(self) -> bytes | None:
-        """The face key of the accepted user (memory only)."""
-        return self.verdict.key
+
+class Matcher(Protocol):
+    """One attempt's matching: an embedding in, the attempt's verdict so far out."""
+
+    def observe(self, timestamp: float, embedding: np.ndarray) -> Verdict: ...
+
+    def read(self, timestamp: float) -> Verdict: ...
+
+    def finish(self, reason: str) -> Verdict: ...
+
+    def close(self) -> None: ...
+
+
+class PlainMatcher:
+    """k-of-n over the recipe's candidates; the KDF runs once, for the candidate that reaches k."""
+
+    def __init__(self, gallery: "Gallery", policy: PolicyConfig) -> None:
+        self.attempt = gallery.attempt()
+        self.policy = AttemptPolicy(policy)
+        self.key: bytes | None = None
+        self.last_outcome = ""
+
+    def read(self, timestamp: float) -> Verdict:
+        return self.policy.read(timestamp)
+
+    def observe(self, timestamp: float, embedding: np.ndarray) -> Verdict:
+        candidates = self.attempt.offer(embedding)
+        users = sorted({c.user for c in candidates})
+        self.last_outcome = f"match {', '.join(users)}" if users else "no match"
+        ready = self.policy.observe(timestamp, candidates)
+        while ready is not None:
+            key = self.attempt.confirm(ready)
+            if key is not None:
+                self.key = key
+                return self.policy.accept(ready)
+            self.policy.drop(ready)
+            ready = None
+        return self.policy.status()
+
+    def finish(self, reason: str) -> Verdict:
+        return self.policy.reject(reason)
+
+    def close(self) -> None:
+        self.attempt.close()
 
 
 class Authenticator:
@@ -81,145 +128,90 @@ class Authenticator:
         quality: QualityConfig | None = None,
         lockout: Lockout | None = None,
         mcu: "McuClient | None" = None,
-        scheme_options: dict | None = None,
+        recipe_options: dict | None = None,
         warm_up: bool = True,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
-        self.policy = policy or PolicyConfig()
+        self.policy = policy or DEFAULT_POLICY
         self.quality = quality or QualityConfig()
         self.lockout = lockout if lockout is not None else Lockout(store)
         self.mcu = mcu
-        self.scheme_options = dict(scheme_options or {})
+        self.recipe_options = dict(recipe_options or {})
         self.reload()
         if warm_up:
-            self.warm_up()
+            self.gallery.warm_up()
 
     def reload(self) -> None:
-        """Read the enrolled users; rebuild each record's public lattice once; one scheme per parameter set.
-
-        Hardened records get a scheme of their own whose MAC is bound to their user.
-        """
+        """Read the enrolled users and rebuild their public lattices once (DeviceError if none is usable)."""
         from latticelock.kernels.errors import KernelsError
-        from latticelock.kernels.l2fe import SCHEME_ID_HARDENED
-        from latticelock.kernels.scheme import get_scheme
+        from latticelock.kernels.recipe import Gallery
 
-        users = self.store.users()
-        plain: dict[str, _Group] = {}
-        groups: list[_Group] = []
+        records = {}
         self.skipped: list[tuple[str, str]] = []
-        for user in users:
+        for user in self.store.users():
             try:
                 record = user.record()
-                if record.scheme_id == SCHEME_ID_HARDENED:
-                    if self.mcu is None:
-                        raise DeviceError(f"user {user.name!r} was enrolled in hardened mode: attach the microcontroller (--mcu URL)")
-                    group = _Group(get_scheme(record.parameter_set, mac=self._mac_for(user.name), **self.scheme_options))
-                    groups.append(group)
-                elif record.parameter_set in plain:
-                    group = plain[record.parameter_set]
-                else:
-                    group = plain[record.parameter_set] = _Group(get_scheme(record.parameter_set, **self.scheme_options))
-                    groups.append(group)
-                group.add(user.name, record)
+                Gallery({user.name: record}, **self.recipe_options)
             except KernelsError as exc:
                 log.warning("skipping user %r: unusable record (%s)", user.name, exc)
                 self.skipped.append((user.name, str(exc)))
-        self._groups = [g for g in groups if g.names]
-        self.user_names = [name for g in self._groups for name in g.names]
-        if not self.user_names:
-            raise DeviceError(f"no usable users are enrolled in {self.store.path}")
-        self._checked: dict[tuple[str, bytes], bytes | None] = {}
-        self._pads: dict[str, np.ndarray | None] = {}
+            else:
+                records[user.name] = record
+        if not records:
+            reasons = "; ".join(f"{name}: {why}" for name, why in self.skipped)
+            raise DeviceError(f"no usable users are enrolled in {self.store.path}" + (f" ({reasons})" if reasons else ""))
+        self.gallery = Gallery(records, **self.recipe_options)
+        self.user_names = self.gallery.users
 
-    def _forget(self) -> None:
-        """Drop the attempt's memo of checked secrets and unmasking pads (memory only)."""
-        self._checked = {}
-        self._pads = {}
-
-    def warm_up(self) -> None:
-        """Compile the decoders now (the public bases were reduced in `reload`), so the first attempt is not slowed.
-
-        Uniform random targets decode to nothing (they are nowhere near any lattice point within the
-        radius), so no KDF runs and no MAC (not even a hardened record's pad) is asked of the microcontroller.
-        """
-        rng = np.random.default_rng()
-        for group in self._groups:
-            group.warm_up(rng)
-
-    def _mac_for(self, user: str) -> Callable[[bytes], bytes]:
-        return lambda data: self.mcu.pepper_mac(user, data)
-
-    def match(self, embedding: np.ndarray) -> tuple[str | None, bytes | None]:
-        """The first enrolled user whose record this embedding reproduces, with the face key.
-
-        Within one attempt a secret that was already checked is not checked again: a genuine
-        attempt costs one Argon2id (and, hardened, two MACs on the microcontroller: the pad that unmasks
-        c and the verifier) however many of its frames match.
-        """
-        for group in self._groups:
-            for name, record, secret in group.candidates(embedding, self._pads):
-                memo = (name, secret_label(secret))
-                if memo not in self._checked:
-                    self._checked[memo] = group.scheme.check_secret(record, secret)
-                if self._checked[memo] is not None:
-                    return name, self._checked[memo]
-        return None, None
-
-    def check_frame(self, frame: Frame) -> tuple[FrameReport, bool, str | None, bytes | None]:
-        """(report, usable, matched user, key) for one frame."""
+    def check_frame(self, frame: Frame) -> tuple[FrameReport, np.ndarray | None]:
+        """(report, embedding) for one frame; the embedding is None when the frame has no usable face."""
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         face = self.pipeline.choose(self.pipeline.faces(frame.image), frame.image.shape)
         t1 = time.perf_counter()
         seconds["detect"] = t1 - t0
         if face is None:
-            return FrameReport(frame.index, frame.name, "no face", seconds), False, None, None
+            return FrameReport(frame.index, frame.name, "no face", seconds), None
         quality = assess(frame.image, face, self.quality)
         t2 = time.perf_counter()
         seconds["gate"] = t2 - t1
         if not quality.ok:
-            return FrameReport(frame.index, frame.name, f"low quality: {quality.reasons[0]}", seconds), False, None, None
+            return FrameReport(frame.index, frame.name, f"low quality: {quality.reasons[0]}", seconds), None
         embedding = self.pipeline.embed_faces(frame.image, [face])[0]
-        t3 = time.perf_counter()
-        seconds["embed"] = t3 - t2
-        user, key = self.match(embedding)
-        seconds["verify"] = time.perf_counter() - t3
-        outcome = "no match" if user is None else f"match {user}"
-        return FrameReport(frame.index, frame.name, outcome, seconds), True, user, key
+        seconds["embed"] = time.perf_counter() - t2
+        return FrameReport(frame.index, frame.name, "usable", seconds), embedding
 
     def unlock(self, source: Source) -> UnlockResult:
         """One unlock attempt on the frames of `source` (raises LockedOutError while backing off)."""
         self.lockout.check()
-        self._forget()
-        policy = AttemptPolicy(self.policy)
+        matcher = PlainMatcher(self.gallery, self.policy)
         reports: list[FrameReport] = []
         started: float | None = None
         verdict: Verdict | None = None
-        for frame in source:
-            if started is None:
-                started = time.perf_counter()
-            report, usable, user, key = self.check_frame(frame)
-            reports.append(report)
-            log.debug("frame %d %s: %s", frame.index, frame.name, report.outcome)
-            verdict = policy.observe(frame.timestamp, user, key) if usable else policy.tick(frame.timestamp)
-            if verdict.decision is not Decision.PENDING:
-                break
-        if verdict is None or verdict.decision is Decision.PENDING:
-            verdict = policy.finish("no usable face" if policy.frames == 0 else "source ended before a decision")
-        mcu_unlocked = False
-        if verdict.decision is Decision.ACCEPT and self.mcu is not None:
-            from latticelock.firmware_bridge.errors import BridgeError
-
-            try:
-                mcu_unlocked = self._unlock_mcu(verdict)
-            except BridgeError as exc:
-                # The attempt still belongs in the log even when the link fails mid-way.
-                self.lockout.log_attempt("error", frames=verdict.frames, reason=f"microcontroller link: {type(exc).__name__}")
-                self._forget()
-                raise
-            if not mcu_unlocked:
-                verdict = Verdict(Decision.REJECT, frames=verdict.frames, matches=verdict.matches, reason="microcontroller rejected the signature")
+        try:
+            for frame in source:
+                if started is None:
+                    started = time.perf_counter()
+                verdict = matcher.read(frame.timestamp)
+                if verdict.decision is not Decision.PENDING:
+                    break
+                report, embedding = self.check_frame(frame)
+                if embedding is not None:
+                    t0 = time.perf_counter()
+                    verdict = matcher.observe(frame.timestamp, embedding)
+                    report.seconds["match"] = time.perf_counter() - t0
+                    report = FrameReport(report.index, report.name, matcher.last_outcome, report.seconds)
+                reports.append(report)
+                log.debug("frame %d %s: %s", frame.index, frame.name, report.outcome)
+                if verdict.decision is not Decision.PENDING:
+                    break
+            if verdict is None or verdict.decision is Decision.PENDING:
+                usable = any(r.outcome not in ("no face",) and not r.outcome.startswith("low quality") for r in reports)
+                verdict = matcher.finish("source ended before a decision" if usable else "no usable face")
+            key = matcher.key
+        finally:
+            matcher.close()
         latency = 0.0 if started is None else time.perf_counter() - started
         if verdict.decision is Decision.ACCEPT:
             self.lockout.record_success(verdict.user, frames=verdict.frames)
@@ -227,62 +219,4 @@ class Authenticator:
             self.lockout.log_attempt("no-face", frames=0, reason=verdict.reason)
         else:
             self.lockout.record_failure(frames=verdict.frames, reason=verdict.reason)
-        self._forget()
-        return UnlockResult(verdict, len(reports), latency, mcu_unlocked, reports)
-
-    def _unlock_mcu(self, verdict: Verdict) -> bool:
-        from latticelock.firmware_bridge.errors import RejectedError
-        from latticelock.firmware_bridge.keys import sign_unlock, unlock_key
-
-        signing_key = unlock_key(verdict.key)
-        nonce = self.mcu.get_challenge()
-        try:
-            self.mcu.unlock(verdict.user, sign_unlock(signing_key, nonce, verdict.user))
-        except RejectedError as exc:
-            log.warning("microcontroller rejected the unlock of %r: %s", verdict.user, exc)
-            return False
-        return True
-
-
-def secret_label(secret: np.ndarray) -> bytes:
-    """The memo key of a lattice secret (in memory only, for one attempt)."""
-    return np.ascontiguousarray(secret, dtype=np.int64).tobytes()
-
-
-class _Group:
-    """Records checked together: one scheme, their public lattices built once, one batched decode."""
-
-    def __init__(self, scheme) -> None:
-        self.scheme = scheme
-        self.names: list[str] = []
-        self.records: list = []
-        self.lattices: list = []
-
-    def add(self, name: str, record) -> None:
-        """Check the record against the scheme and rebuild its public lattice (RecordError if unusable)."""
-        lattice = self.scheme.public_lattice(record)
-        self.names.append(name)
-        self.records.append(record)
-        self.lattices.append(lattice)
-
-    def warm_up(self, rng: np.random.Generator) -> None:
-        """Decode uniform random targets once, so the decoders are compiled before the first frame."""
-        from latticelock.kernels.l2fe import centred
-
-        p = self.scheme.params
-        self.scheme.decode([lat.basis for lat in self.lattices], centred(rng.integers(0, p.q, size=(len(self.records), p.m)), p.q))
-
-    def candidates(self, embedding: np.ndarray, pads: dict[str, np.ndarray | None]) -> Iterator[tuple[str, object, np.ndarray]]:
-        """(user, record, secret) for every record whose lattice decodes this embedding within the radius.
-
-        `pads` is the attempt's memo of each user's unmasking pad: a hardened record costs one MAC per attempt."""
-        probe = np.asarray(embedding, dtype=np.float32)[None, :]
-        for name, record in zip(self.names, self.records, strict=True):
-            if name not in pads:
-                pads[name] = self.scheme.pad(record)
-        targets = np.concatenate([self.scheme.targets(r, probe, pads[n]) for n, r in zip(self.names, self.records, strict=True)])
-        vectors, found = self.scheme.decode([lat.basis for lat in self.lattices], targets)
-        for name, record, lattice, vector, ok in zip(self.names, self.records, self.lattices, vectors, found, strict=True):
-            secret = lattice.solver.solve(vector) if ok else None
-            if secret is not None:
-                yield name, record, secret
+        return UnlockResult(verdict, len(reports), latency, reports, key)

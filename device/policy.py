@@ -1,35 +1,28 @@
-"""The multi-frame unlock decision: accept when k frames of one attempt match the same user.
+"""The multi-frame unlock decision: accept when k frames of one attempt decode the same user's secret.
 
-An attempt is the first `n` usable frames (a face that passed the quality gate and was checked
-against the enrolled records) seen within `window_s` seconds of the attempt's first frame. It is
-accepted as soon as one user has `k` matches among them, and rejected as soon as that can no longer
-happen (too few frames left, or the window has passed). Frames with no usable face do not count
-towards `n`, only towards the clock. `latticelock eval policy` measures the false-accept and
-false-reject rates per attempt that a choice of (k, n) gives, by feeding this same class.
+An attempt is the first `n` usable frames (a face of the attempt's one face track that passed the
+quality gate and was matched against the enrolled records) seen within `window_s` seconds of its
+first usable frame, and at most `max_frames` frames read in all. A frame "matches" a candidate when
+the candidate's lattice decodes it within the radius; frames of one face decode to the same secret,
+so the policy counts matches per candidate (user and secret), and only a candidate with `k` matches
+is confirmed with the KDF: one Argon2id per decision, however many frames matched. A confirmed
+candidate accepts; one that fails confirmation is dropped and the attempt goes on. The attempt is
+rejected as soon as acceptance can no longer happen (too few frames left, the window has passed, or
+`max_frames` were read).
 
-Measured with the default set l2fe-facenet-m64 on the LFW identities of lfw_pairs.txt (602 people
-enrolled from 3 images each, 6020 genuine and 10234 impostor attempts; `latticelock eval policy
---embeddings /work/data/lfw.npz --faces94 /work/data/faces94.npz --max-people 1000
---impostor-people 17`), FRR / FAR per attempt with 95% Wilson intervals:
-
-    1/1  FRR 0.0030 [0.0019, 0.0047]  FAR 0.0101 [0.0083, 0.0122]
-    1/3  FRR 0.0017 [0.0009, 0.0031]  FAR 0.0127 [0.0107, 0.0151]
-    2/3  FRR 0.0017 [0.0009, 0.0031]  FAR 0.0093 [0.0076, 0.0113]   <- default
-    2/5  FRR 0.0017 [0.0009, 0.0031]  FAR 0.0112 [0.0094, 0.0135]
-    3/5  FRR 0.0017 [0.0009, 0.0031]  FAR 0.0094 [0.0077, 0.0114]
-
-2 of 3 roughly halves 1/1's false rejects and lowers its false accepts, and decides after two
-matching frames; more frames (n=5) buy no FRR and give an impostor more draws. On faces94 (18
-people, controlled lighting, which brings different people closer together than LFW does) the
-same LFW-calibrated threshold accepts about one impostor attempt in twenty (2/3: FAR 0.0458
-[0.0274, 0.0753], FRR 0 of 180); with l2fe-facenet-m32 it was one in ten (0.0980).
+Limits: `DEVICE_LIMITS` is the loosest policy the device allows; settings may only tighten it
+(larger k, smaller n, window or frame budget), so no flag turns one attempt into many guesses. In
+hardened mode the microcontroller enforces its own copy of these bounds per counted session.
+`latticelock eval policy` measures what a policy gives, per attempt, by feeding this same class.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from latticelock.device.errors import ConfigError
 
@@ -37,20 +30,44 @@ from latticelock.device.errors import ConfigError
 @dataclass(frozen=True)
 class PolicyConfig:
     k: int = 2
-    """Matches of the same user needed to accept (`--policy-k`, default 2)."""
+    """Matches of the same user (and secret) needed to accept (`--policy-k`)."""
     n: int = 3
-    """Usable frames one attempt may use (`--policy-n`, default 3; 2 of 3 measured best of the k/n tried, see `latticelock eval policy`)."""
+    """Usable frames one attempt may use (`--policy-n`)."""
     window_s: float = 10.0
-    """An attempt ends this many seconds after its first usable frame (`--policy-window`, default 10)."""
+    """An attempt ends this many seconds after its first usable frame (`--policy-window`)."""
+    max_frames: int = 30
+    """Frames read per attempt, usable or not (`--policy-max-frames`)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n:
             raise ConfigError(f"policy needs 1 <= k <= n, got k={self.k}, n={self.n}")
-        if self.window_s <= 0:
+        if not self.window_s > 0:
             raise ConfigError(f"policy window must be positive, got {self.window_s}")
+        if self.max_frames < self.n:
+            raise ConfigError(f"policy frame budget {self.max_frames} is smaller than n={self.n}")
 
     def describe(self) -> str:
         return f"{self.k} of {self.n} frames within {self.window_s:g} s"
+
+    def check_within(self, limits: "PolicyConfig") -> "PolicyConfig":
+        """Self, if it is at least as strict as `limits`; ConfigError naming what is looser otherwise."""
+        looser = []
+        if self.k < limits.k:
+            looser.append(f"k={self.k} < {limits.k}")
+        if self.n > limits.n:
+            looser.append(f"n={self.n} > {limits.n}")
+        if self.window_s > limits.window_s:
+            looser.append(f"window {self.window_s:g} s > {limits.window_s:g} s")
+        if self.max_frames > limits.max_frames:
+            looser.append(f"frame budget {self.max_frames} > {limits.max_frames}")
+        if looser:
+            raise ConfigError(f"policy may only be tightened: {', '.join(looser)} (device limits: {limits.describe()}, {limits.max_frames} frames)")
+        return self
+
+
+# The default and the loosest policy the device accepts (see `latticelock eval policy` for their rates).
+DEFAULT_POLICY = PolicyConfig()
+DEVICE_LIMITS = DEFAULT_POLICY
 
 
 class Decision(enum.Enum):
@@ -59,65 +76,102 @@ class Decision(enum.Enum):
     REJECT = "reject"
 
 
+class Candidate(Protocol):
+    """What a frame matched: a user and which of that user's decoded secrets (kernels.recipe.Candidate)."""
+
+    user: str
+    secret_id: int
+
+
 @dataclass(frozen=True)
 class Verdict:
     decision: Decision
     user: str | None = None
-    key: bytes | None = None
     frames: int = 0
     matches: int = 0
     reason: str = ""
 
 
 class AttemptPolicy:
-    """Feed it one observation per usable frame; it says when the attempt is decided."""
+    """Feed it one observation per usable frame; it says which candidate to confirm and when the attempt is over."""
 
     def __init__(self, config: PolicyConfig | None = None) -> None:
-        self.config = config or PolicyConfig()
-        self.reset()
-
-    def reset(self) -> None:
+        self.config = config or DEFAULT_POLICY
         self._start: float | None = None
         self._frames = 0
-        self._matches: Counter[str] = Counter()
-        self._keys: dict[str, bytes] = {}
+        self._read = 0
+        self._matches: Counter = Counter()
+        self._dropped: set = set()
         self._verdict: Verdict | None = None
 
     @property
     def frames(self) -> int:
+        """Usable frames observed so far."""
         return self._frames
 
-    def observe(self, timestamp: float, user: str | None, key: bytes | None = None) -> Verdict:
-        """One usable frame at `timestamp`: `user` is whom it matched (None: nobody), with that user's key."""
+    @property
+    def decided(self) -> Verdict | None:
+        return self._verdict
+
+    def read(self, timestamp: float) -> Verdict:
+        """Any frame read (usable or not): the frame budget and the clock move."""
         if self._verdict is not None:
             return self._verdict
+        self._read += 1
+        if self._start is not None and timestamp - self._start > self.config.window_s:
+            return self.reject(f"no {self.config.describe()}")
+        if self._read > self.config.max_frames:
+            return self.reject(f"no {self.config.describe()} in {self.config.max_frames} frames read")
+        return self._pending()
+
+    def observe(self, timestamp: float, candidates: Sequence[Candidate]) -> Candidate | None:
+        """One usable frame and what it matched; returns the candidate that now has k matches (to confirm), if any."""
+        if self._verdict is not None:
+            return None
         if self._start is None:
             self._start = timestamp
-        elif timestamp - self._start > self.config.window_s:
-            return self._decide(Decision.REJECT, reason=f"no {self.config.describe()}")
         self._frames += 1
-        if user is not None:
-            self._matches[user] += 1
-            if key is not None:
-                self._keys[user] = key
-            if self._matches[user] >= self.config.k:
-                return self._decide(Decision.ACCEPT, user=user)
-        best = max(self._matches.values(), default=0)
-        if best + (self.config.n - self._frames) < self.config.k:
-            return self._decide(Decision.REJECT, reason=f"no {self.config.describe()}")
-        return Verdict(Decision.PENDING, frames=self._frames, matches=best)
+        ready = None
+        for candidate in dict.fromkeys(candidates):
+            key = (candidate.user, candidate.secret_id)
+            if key in self._dropped:
+                continue
+            self._matches[key] += 1
+            if self._matches[key] >= self.config.k and ready is None:
+                ready = candidate
+        if ready is None:
+            self._check_hope()
+        return ready
 
-    def tick(self, timestamp: float) -> Verdict:
-        """A frame without a usable face: only the clock moves."""
-        if self._verdict is None and self._start is not None and timestamp - self._start > self.config.window_s:
-            return self._decide(Decision.REJECT, reason=f"no {self.config.describe()}")
-        return self._verdict or Verdict(Decision.PENDING, frames=self._frames, matches=max(self._matches.values(), default=0))
-
-    def finish(self, reason: str = "source ended") -> Verdict:
-        """The frames ran out before a decision: the attempt is rejected."""
-        return self._verdict or self._decide(Decision.REJECT, reason=reason)
-
-    def _decide(self, decision: Decision, user: str | None = None, reason: str = "") -> Verdict:
-        matches = self._matches[user] if user else max(self._matches.values(), default=0)
-        self._verdict = Verdict(decision, user, self._keys.get(user) if user else None, self._frames, matches, reason)
+    def accept(self, candidate: Candidate) -> Verdict:
+        """The confirmed candidate wins the attempt."""
+        key = (candidate.user, candidate.secret_id)
+        self._verdict = Verdict(Decision.ACCEPT, candidate.user, self._frames, self._matches[key])
         return self._verdict
+
+    def drop(self, candidate: Candidate) -> Verdict:
+        """The candidate failed confirmation (its secret is not the record's): it no longer counts."""
+        key = (candidate.user, candidate.secret_id)
+        self._dropped.add(key)
+        self._matches.pop(key, None)
+        if self._verdict is None:
+            self._check_hope()
+        return self._verdict or self._pending()
+
+    def reject(self, reason: str) -> Verdict:
+        if self._verdict is None:
+            self._verdict = Verdict(Decision.REJECT, None, self._frames, self._best(), reason)
+        return self._verdict
+
+    def status(self) -> Verdict:
+        return self._verdict or self._pending()
+
+    def _best(self) -> int:
+        return max(self._matches.values(), default=0)
+
+    def _pending(self) -> Verdict:
+        return Verdict(Decision.PENDING, None, self._frames, self._best())
+
+    def _check_hope(self) -> None:
+        if self._best() + (self.config.n - self._frames) < self.config.k:
+            self.reject(f"no {self.config.describe()}")

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from latticelock.kernels.e8 import decode_blocks
+from latticelock.kernels.hazmat.e8 import decode_blocks
 from latticelock.kernels.errors import RecordError, SchemeError
 from latticelock.kernels.kdf import hkdf
 from latticelock.kernels.record import Record

@@ -34,9 +34,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from latticelock.kernels.errors import ParameterSetError
-from latticelock.kernels.expand import check_dimensions
+from latticelock.kernels.hazmat.expand import check_dimensions
 from latticelock.kernels.kdf import DEVICE_COST, KdfCost
-from latticelock.kernels.lattice import gaussian_heuristic
+from latticelock.kernels.hazmat.lattice import gaussian_heuristic
 
 # "cvp": exact closest vector within the radius. "babai": nearest plane, then the same radius check
 # (a fast path that never accepts beyond the radius, but may miss a closer point). "babai-raw": the

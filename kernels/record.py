@@ -129,10 +129,6 @@ class Record:
         out += hashlib.sha256(out).digest()[:CHECKSUM_BYTES]
         return bytes(out)
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "Record":
-        return parse_record(data)
-
 
 def parse_record(data: bytes) -> Record:
     """Parse and check a stored record; raises RecordError saying what is wrong with it."""

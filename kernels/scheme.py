@@ -7,7 +7,8 @@
 `verify_many` tests many candidate embeddings against one record (a multi-frame unlock, a dictionary
 attack); `identify` tests one embedding against many records (1:N search). Both return one key or
 None per candidate / record, in order. A rejected face is None, never an exception; exceptions mean
-a broken record (RecordError) or a wrong call (SchemeError).
+a broken record (RecordError) or a wrong call (SchemeError). Which schemes are baselines and which
+leak the face to a flash thief: `latticelock.kernels.families`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from latticelock.kernels.errors import ParameterSetError, SchemeError
 from latticelock.kernels.record import Record
 
 EMBEDDING_DIM = 512
-BASELINES = ("unprotected", "mrp", "facial-fe")
 
 
 @runtime_checkable
@@ -79,7 +79,8 @@ def get_scheme(name_or_parameter_set: str, **options) -> Scheme:
     """A scheme by name: a baseline ("unprotected", "mrp", "facial-fe", or its parameter-set id) or an L2FE set.
 
     Options go to the scheme's constructor, e.g. `threshold=` for the baselines; `decoder=`,
-    `kdf=`, `mac=`, `backend=` for L2FE-Hash.
+    `kdf=`, `backend=`, `label=` for L2FE-Hash. The device does not use this factory: it goes through
+    `latticelock.kernels.recipe`.
     """
     from latticelock.kernels import facial_fe, mrp, unprotected
     from latticelock.kernels.params import PARAMETER_SETS
@@ -98,10 +99,5 @@ def get_scheme(name_or_parameter_set: str, **options) -> Scheme:
         from latticelock.kernels.l2fe import L2FEScheme
 
         return L2FEScheme(name_or_parameter_set, **options)
-    known = [*BASELINES, *PARAMETER_SETS]
+    known = [*baselines, *PARAMETER_SETS]
     raise ParameterSetError(f"unknown scheme or parameter set {name_or_parameter_set!r}; known: {', '.join(known)}")
-
-
-def scheme_for_record(record: Record, **options) -> Scheme:
-    """The scheme that reads `record`, from its self-describing header."""
-    return get_scheme(record.parameter_set, **options)

@@ -28,7 +28,7 @@ def synthetic_projection(seed: int = 0) -> Projection:
 
 
 PROJECTION = synthetic_projection()
-SCHEME_OPTIONS = {"projection": PROJECTION, "kdf": EVALUATION_COST, "backend": "cpu"}
+RECIPE_OPTIONS = {"projection": PROJECTION, "kdf": EVALUATION_COST, "backend": "cpu"}
 
 
 def person_centre(person: int) -> np.ndarray:

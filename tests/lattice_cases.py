@@ -6,9 +6,9 @@ import functools
 
 import numpy as np
 
-from latticelock.kernels.expand import expand_matrix
-from latticelock.kernels.lattice import ReducedBasis, qary_basis, reduce_basis
-from latticelock.kernels.recover import SecretSolver
+from latticelock.kernels.hazmat.expand import expand_matrix
+from latticelock.kernels.hazmat.lattice import ReducedBasis, qary_basis, reduce_basis
+from latticelock.kernels.hazmat.recover import SecretSolver
 
 Q = 65537
 

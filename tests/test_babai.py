@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latticelock.kernels.babai import babai_decode, babai_decode_many
+from latticelock.kernels.hazmat.babai import babai_decode, babai_decode_many
 
 from lattice_cases import Q, lattice_points, setup
 
@@ -92,7 +92,7 @@ def test_bad_targets():
 
 
 def test_threaded_path_matches_the_serial_path():
-    from latticelock.kernels import babai
+    from latticelock.kernels.hazmat import babai
 
     rng = np.random.default_rng(8)
     _, rb, _ = setup(bytes(32), 8, 4)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latticelock.kernels.babai import babai_decode
-from latticelock.kernels.cvp import EnumerationBudgetError, cvp_decode, cvp_decode_many, enumerate_within
+from latticelock.kernels.hazmat.babai import babai_decode
+from latticelock.kernels.hazmat.cvp import EnumerationBudgetError, cvp_decode, cvp_decode_many, enumerate_within
 
 from lattice_cases import Q, lattice_points, setup
 
@@ -170,7 +170,7 @@ def test_bad_arguments():
 
 
 def test_threaded_path_matches_the_serial_path():
-    from latticelock.kernels import cvp
+    from latticelock.kernels.hazmat import cvp
 
     rng = np.random.default_rng(9)
     _, rb, _ = setup(bytes(32), 12, 6)

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latticelock.kernels import babai, cvp, decode, gpu
+from latticelock.kernels.hazmat import babai, cvp, decode, gpu
 from latticelock.kernels.errors import KernelsError
-from latticelock.kernels.lattice import ReducedBasis
+from latticelock.kernels.hazmat.lattice import ReducedBasis
 from test_gpu_decode import bases
 
 Q = 65537
@@ -21,7 +21,7 @@ def basis(seed: int) -> ReducedBasis:
 
 
 class FakeGpu:
-    """Stands in for latticelock.kernels.gpu: records each call and answers with the CPU's result."""
+    """Stands in for latticelock.kernels.hazmat.gpu: records each call and answers with the CPU's result."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []

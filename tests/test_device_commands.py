@@ -10,16 +10,16 @@ import sys
 
 import pytest
 
-from device_fakes import SCHEME_OPTIONS, FakePipeline, write_frames
+from device_fakes import RECIPE_OPTIONS, FakePipeline, write_frames
 from latticelock.tools.cli import main
 
 
 @pytest.fixture()
 def fake_cli(monkeypatch, tmp_path):
-    from latticelock.device import commands
+    from latticelock.tools import device_commands as commands
 
     monkeypatch.setattr(commands, "_pipeline", lambda args, config: FakePipeline())
-    monkeypatch.setattr(commands, "_scheme_options", lambda args, config: dict(SCHEME_OPTIONS))
+    monkeypatch.setattr(commands, "_recipe_options", lambda args, config: dict(RECIPE_OPTIONS))
     monkeypatch.setenv("LATTICELOCK_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("LATTICELOCK_DEVICE_CONFIG", "")
     return tmp_path
@@ -79,30 +79,6 @@ def test_config_file_and_errors(fake_cli, capsys, monkeypatch):
     assert "not a readable JSON configuration" in capsys.readouterr().err
     assert main(["device", "unlock", "--source", "ftp://x"]) == 2
     assert "no LatticeLock store" in capsys.readouterr().err
-
-
-def test_mcu_sim_command_serves_hardened_enrolment(fake_cli, capsys):
-    tmp = fake_cli
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "latticelock.tools", "device", "mcu-sim", "--url", "listen://127.0.0.1:0", "--state", str(tmp / "mcu"), "--provisioning"],
-        stdout=subprocess.PIPE, text=True, env=env,
-    )
-    try:
-        line = sim.stdout.readline()
-        address = re.search(r"at (socket://\S+),", line).group(1)
-        assert "provisioning mode" in line
-        enrol_dir = write_frames(tmp / "enrol", 1, range(5))
-        assert main(["device", "enrol", "alice", "--source", f"dir://{enrol_dir}", "--mcu", address]) == 0
-        assert "hardened" in capsys.readouterr().out
-        probe = f"dir://{write_frames(tmp / 'p1', 1, [50, 51, 52])}"
-        assert main(["device", "unlock", "--source", probe]) == 2
-        assert "attach the microcontroller" in capsys.readouterr().err
-        assert main(["device", "unlock", "--source", probe, "--mcu", address]) == 0
-        assert "microcontroller: UNLOCKED" in capsys.readouterr().out
-    finally:
-        sim.terminate()
-        sim.wait(timeout=10)
 
 
 @pytest.mark.integration

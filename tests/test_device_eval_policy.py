@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from device_fakes import PARAMETER_SET, PROJECTION, SCHEME_OPTIONS, person_centre
+from device_fakes import PARAMETER_SET, PROJECTION, RECIPE_OPTIONS, person_centre
 from latticelock.kernels.scheme import get_scheme
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.eval_policy import Embeddings, evaluate, pairs_identities, parse_policy, run_attempt, wilson_interval
@@ -51,7 +51,7 @@ def synthetic(noise: float, people: int = 12, images: int = 8, seed: int = 0) ->
 
 @pytest.fixture(scope="module")
 def scheme():
-    return get_scheme(PARAMETER_SET, **SCHEME_OPTIONS)
+    return get_scheme(PARAMETER_SET, **RECIPE_OPTIONS)
 
 
 def test_separated_people_give_no_errors(scheme):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device_fakes import SCHEME_OPTIONS, PARAMETER_SET, FakePipeline, person_centre, write_frames
+from device_fakes import RECIPE_OPTIONS, PARAMETER_SET, FakePipeline, person_centre, write_frames
 from latticelock.device.enrol import EnrolConfig, consistent_subset, enrol, make_template
 from latticelock.device.errors import DeviceError, EnrolmentError, LockedOutError
 from latticelock.device.lockout import Lockout, LockoutPolicy
@@ -27,10 +27,10 @@ def store(tmp_path):
     return FlashStore(tmp_path / "store")
 
 
-def enrol_person(tmp_path, store, user, person, seeds=range(5), mcu=None, frames=5):
+def enrol_person(tmp_path, store, user, person, seeds=range(5), frames=5):
     folder = write_frames(tmp_path / f"enrol_{user}_{person}", person, seeds)
     with open_source(f"dir://{folder}") as source:
-        return enrol(user, source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=frames), mcu=mcu, scheme_options=SCHEME_OPTIONS)
+        return enrol(user, source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=frames), recipe_options=RECIPE_OPTIONS)
 
 
 def attempt(tmp_path, auth, person, seeds, face=True, name="probe"):
@@ -57,7 +57,7 @@ def test_enrol_and_unlock_genuine_and_impostor(tmp_path, store):
     result = enrol_person(tmp_path, store, "alice", person=1)
     assert result.user.scheme_id == "l2fe-hash" and not result.hardened and len(result.capture.names) == 5
     enrol_person(tmp_path, store, "bob", person=2)
-    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=2, n=5), scheme_options=SCHEME_OPTIONS)
+    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=2, n=5), recipe_options=RECIPE_OPTIONS)
     genuine = attempt(tmp_path, auth, 1, [100, 101, 102, 103])
     assert genuine.accepted and genuine.user == "alice" and len(genuine.key) == 32
     assert genuine.frames_read == 2 and genuine.frames[0].outcome == "match alice"
@@ -74,7 +74,7 @@ def test_enrol_and_unlock_genuine_and_impostor(tmp_path, store):
 
 def test_store_holds_nothing_biometric_after_enrol_and_unlock(tmp_path, store):
     enrol_person(tmp_path, store, "alice", person=1)
-    auth = Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+    auth = Authenticator(store, FakePipeline(), recipe_options=RECIPE_OPTIONS)
     assert attempt(tmp_path, auth, 1, [100, 101]).accepted
     assert not attempt(tmp_path, auth, 4, [400, 401, 402, 403, 404]).accepted
     assert {p.name for p in store.path.rglob("*") if p.is_file()} >= {"STORE", "lockout.bin", "attempts.log"}
@@ -83,7 +83,7 @@ def test_store_holds_nothing_biometric_after_enrol_and_unlock(tmp_path, store):
 
 def test_no_face_frames_do_not_count_as_failures(tmp_path, store):
     enrol_person(tmp_path, store, "alice", person=1)
-    auth = Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+    auth = Authenticator(store, FakePipeline(), recipe_options=RECIPE_OPTIONS)
     result = attempt(tmp_path, auth, 1, [1, 2, 3], face=False)
     assert not result.accepted and result.verdict.reason == "no usable face"
     assert auth.lockout.state().failures == 0
@@ -93,7 +93,7 @@ def test_reenrolment_replaces_the_user(tmp_path, store):
     enrol_person(tmp_path, store, "alice", person=1)
     enrol_person(tmp_path, store, "alice", person=5, seeds=range(50, 55))
     assert store.get("alice").generation == 2 and len(store.users()) == 1
-    auth = Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+    auth = Authenticator(store, FakePipeline(), recipe_options=RECIPE_OPTIONS)
     assert not attempt(tmp_path, auth, 1, [100, 101, 102, 103, 104]).accepted
     assert attempt(tmp_path, auth, 5, [500, 501]).user == "alice"
 
@@ -102,7 +102,7 @@ def test_enrolment_needs_enough_good_frames(tmp_path, store):
     folder = write_frames(tmp_path / "few", 1, range(3))
     write_frames(folder, 1, range(3, 6), face=False)
     with open_source(f"dir://{folder}") as source, pytest.raises(EnrolmentError, match=r"only 3 good frames .* 3 no face"):
-        enrol("alice", source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=5), scheme_options=SCHEME_OPTIONS)
+        enrol("alice", source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=5), recipe_options=RECIPE_OPTIONS)
     assert store.users() == []
 
 
@@ -111,7 +111,7 @@ def test_enrolment_rejects_inconsistent_captures(tmp_path, store):
     for person in (1, 2, 3):
         write_frames(folder, person, [person * 10, person * 10 + 1])
     with open_source(f"dir://{folder}") as source, pytest.raises(EnrolmentError, match="inconsistent"):
-        enrol("alice", source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=3, max_spread=0.5), scheme_options=SCHEME_OPTIONS)
+        enrol("alice", source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=3, max_spread=0.5), recipe_options=RECIPE_OPTIONS)
 
 
 def test_enrolment_replaces_an_outlier_with_a_later_frame(tmp_path, store):
@@ -119,7 +119,7 @@ def test_enrolment_replaces_an_outlier_with_a_later_frame(tmp_path, store):
     write_frames(folder, 0, [3])  # sorts first: the outlier is among the first four captures
     write_frames(folder, 1, [4, 5])
     with open_source(f"dir://{folder}") as source:
-        result = enrol("alice", source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=4), scheme_options=SCHEME_OPTIONS)
+        result = enrol("alice", source, FakePipeline(), store, PARAMETER_SET, EnrolConfig(frames=4), recipe_options=RECIPE_OPTIONS)
     assert [n.rsplit("/", 1)[1] for n in result.capture.names] == ["p01_0001.png", "p01_0002.png", "p01_0004.png", "p01_0005.png"]
     assert result.capture.rejected["inconsistent with the other captures"] == 1
 
@@ -128,7 +128,7 @@ def test_lockout_blocks_attempts_after_five_failures(tmp_path, store):
     enrol_person(tmp_path, store, "alice", person=1)
     now = [1000.0]
     lockout = Lockout(store, LockoutPolicy(), clock=lambda: now[0])
-    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=1, n=1), lockout=lockout, scheme_options=SCHEME_OPTIONS)
+    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=1, n=1), lockout=lockout, recipe_options=RECIPE_OPTIONS)
     for i in range(5):
         assert not attempt(tmp_path, auth, 7, [700 + i], name=f"bad{i}").accepted
     with pytest.raises(LockedOutError):
@@ -140,7 +140,7 @@ def test_lockout_blocks_attempts_after_five_failures(tmp_path, store):
 
 def test_empty_store_is_an_error(store):
     with pytest.raises(DeviceError, match="no usable users"):
-        Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+        Authenticator(store, FakePipeline(), recipe_options=RECIPE_OPTIONS)
 
 
 def test_wallet_keys_come_from_the_face_key_only():
@@ -158,76 +158,14 @@ def test_wallet_keys_come_from_the_face_key_only():
     assert public_key_bytes(unlock_key(face_key)) != signed.public_key  # independent of the unlock key
 
 
-# --- hardened mode with the simulated microcontroller ---------------------------------------------
-
-
-@pytest.fixture()
-def mcu_factory(tmp_path):
-    from latticelock.firmware_bridge.client import McuClient
-    from latticelock.firmware_bridge.link import open_link
-    from latticelock.firmware_bridge.simulator import McuSimulator
-
-    running = []
-
-    def start(provisioning):
-        for sim, client in running:
-            client.close()
-            sim.stop()
-        running.clear()
-        sim = McuSimulator("listen://127.0.0.1:0", tmp_path / "mcu", provisioning=provisioning).start()
-        client = McuClient(open_link(sim.address, timeout=5))
-        running.append((sim, client))
-        return client
-
-    yield start
-    for sim, client in running:
-        client.close()
-        sim.stop()
-
-
-def test_hardened_enrol_and_unlock_through_the_mcu(tmp_path, store, mcu_factory):
-    kiosk = mcu_factory(provisioning=True)
-    result = enrol_person(tmp_path, store, "alice", person=1, mcu=kiosk)
-    assert result.hardened and result.user.scheme_id == "l2fe-hash-mac" and len(result.public_key) == 32
-    assert kiosk.status()["users"] == 1
-    with pytest.raises(DeviceError, match="hardened"):
-        Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
-
-    mcu = mcu_factory(provisioning=False)
-    with pytest.raises(EnrolmentError, match="provisioning"):
-        enrol_person(tmp_path, store, "bob", person=2, mcu=mcu)
-    assert mcu.status()["failures"] == 0 and [u.name for u in store.users()] == ["alice"]
-    auth = Authenticator(store, FakePipeline(), mcu=mcu, scheme_options=SCHEME_OPTIONS)
-    macs = []
-    real_mac = mcu.pepper_mac
-    mcu.pepper_mac = lambda user, data: macs.append(data) or real_mac(user, data)
-    auth.warm_up()
-    assert macs == []  # compiling the decoders asks the MCU nothing
-    genuine = attempt(tmp_path, auth, 1, [100, 101, 102])
-    assert genuine.accepted and genuine.mcu_unlocked
-    assert len(macs) == 2  # one pad unmasks c for the whole attempt, one verifier MAC for its one secret
-    status = mcu.status()
-    assert status["unlocks"] == 1 and status["failures"] == 0
-    impostor = attempt(tmp_path, auth, 3, [300, 301, 302, 303, 304])
-    assert not impostor.accepted and not impostor.mcu_unlocked
-    assert len(macs) == 3 and mcu.status()["failures"] == 1  # the impostor's attempt: the pad only
-    # Without the MCU's pepper the same record and face give nothing: no offline guessing.
-    from latticelock.kernels.l2fe import L2FEScheme
-
-    plain = L2FEScheme(PARAMETER_SET, **SCHEME_OPTIONS)
-    with pytest.raises(Exception, match="hardened"):
-        plain.verify(store.get("alice").record(), person_centre(1).astype(np.float32))
-    other_pepper = L2FEScheme(PARAMETER_SET, mac=lambda data: bytes(32), **SCHEME_OPTIONS)
-    assert other_pepper.verify(store.get("alice").record(), person_centre(1).astype(np.float32)) is None
-
-
-def test_one_kdf_per_attempt_however_many_frames_match(tmp_path, store):
+def test_one_kdf_per_attempt_however_many_frames_match(tmp_path, store, monkeypatch):
     enrol_person(tmp_path, store, "alice", person=1)
-    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=3, n=5), scheme_options=SCHEME_OPTIONS)
-    scheme = auth._groups[0].scheme
+    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=3, n=5), recipe_options=RECIPE_OPTIONS)
+    from latticelock.kernels.hazmat import rep
+
     calls = []
-    real = scheme.check_secret
-    scheme.check_secret = lambda record, s: calls.append(1) or real(record, s)
+    real = rep.derive
+    monkeypatch.setattr(rep, "derive", lambda *a, **k: calls.append(1) or real(*a, **k))
     result = attempt(tmp_path, auth, 1, [100, 101, 102])
     assert result.accepted and result.verdict.matches == 3 and len(calls) == 1
     assert attempt(tmp_path, auth, 1, [120, 121, 122]).accepted and len(calls) == 2  # the memo lives for one attempt
@@ -241,7 +179,7 @@ def test_a_record_the_scheme_refuses_is_skipped(tmp_path, store):
     fields = dict(good.fields)
     fields["c"] = fields["c"][:-1]
     store.put("mallory", Record(good.scheme_id, good.parameter_set, fields))
-    auth = Authenticator(store, FakePipeline(), scheme_options=SCHEME_OPTIONS)
+    auth = Authenticator(store, FakePipeline(), recipe_options=RECIPE_OPTIONS)
     assert auth.user_names == ["alice"] and auth.skipped[0][0] == "mallory"
     assert attempt(tmp_path, auth, 1, [100, 101]).user == "alice"
 
@@ -253,18 +191,3 @@ def test_consistent_subset_matches_pairwise_distances():
     medoid = int(np.argmin(pairwise.sum(axis=1)))
     for spread in (0.1, 0.5, 1.0, 2.0):
         assert consistent_subset(x, spread).tolist() == np.flatnonzero(pairwise[medoid] <= spread).tolist()
-
-
-def test_a_link_failure_during_the_mcu_unlock_is_logged_and_raised(tmp_path, store):
-    from latticelock.firmware_bridge.errors import BridgeError
-
-    class DeadLink:
-        def get_challenge(self) -> bytes:
-            raise BridgeError("link down")
-
-    enrol_person(tmp_path, store, "alice", person=1)
-    auth = Authenticator(store, FakePipeline(), mcu=DeadLink(), scheme_options=SCHEME_OPTIONS)
-    with pytest.raises(BridgeError):
-        attempt(tmp_path, auth, 1, [100, 101])
-    assert [(e["result"], e["reason"]) for e in auth.lockout.read_log()] == [("error", "microcontroller link: BridgeError")]
-    assert auth._checked == {}

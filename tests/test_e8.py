@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latticelock.kernels.e8 import decode_blocks, nearest_d8, nearest_e8
+from latticelock.kernels.hazmat.e8 import decode_blocks, nearest_d8, nearest_e8
 
 
 def e8_points_near_origin() -> np.ndarray:

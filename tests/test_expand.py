@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from latticelock.kernels.expand import DOMAIN, expand_matrix, is_prime
+from latticelock.kernels.hazmat.expand import DOMAIN, expand_matrix, is_prime
 
 # sha256 of expand_matrix(seed, m, n, q) as little-endian int64, computed once from this implementation
 # (and matched by the independent reference below); any change to the expansion breaks stored records.

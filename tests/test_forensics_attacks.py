@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from latticelock.kernels.kdf import EVALUATION_COST
-from latticelock.kernels.l2fe import L2FEScheme, preprocess
+from latticelock.kernels.hazmat.rep import preprocess
+from latticelock.kernels.l2fe import L2FEScheme
 from latticelock.kernels.projection import fit_projection
 from latticelock.kernels.record import Record
 from latticelock.kernels.scheme import get_scheme

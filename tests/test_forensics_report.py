@@ -68,8 +68,7 @@ def small_report(tmp_path_factory):
     faces = _faceset(120)
     projection = fit_projection(faces.embeddings[200:], 64, {})
     config = ReportConfig(schemes=("unprotected", "mrp", "l2fe-facenet-m32"), attack_victims=8, train_faces=200,
-                          guesses=40, repeats=2, kmeans=4, lattice_budget=5, device_kdf_victims=0,
-                          hardened_set="l2fe-facenet-m32", hardened_victims=6)
+                          guesses=40, repeats=2, kmeans=4, lattice_budget=5, device_kdf_victims=0)
     return run_report(faces, config, progress=False, projection=projection, workdir=tmp_path_factory.mktemp("work"))
 
 
@@ -93,19 +92,6 @@ def test_report_json_schema_and_plots(small_report, tmp_path):
     plots = write_plots(small_report, tmp_path / "plots")
     assert [p.name for p in plots] == ["asr_vs_guesses.png", "lattice_asr_vs_evaluations.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
-
-
-def test_hardened_records_leave_a_flash_thief_no_lattice_attack_and_no_oracle(small_report):
-    """The plain records of the set give their faces to the lattice attack; the hardened ones (masked c)
-    give nothing, and the attacks that need an offline oracle are not applicable there."""
-    rows = {(r["parameter_set"], r["attack"], r["test_set"]): r for r in small_report.rows}
-    assert rows[("l2fe-facenet-m32", "lattice", "unlock")]["exact_e_recovered"] > 0.5
-    hardened = rows[("l2fe-facenet-m32/mac", "lattice", "unlock")]
-    assert hardened["victims"] == 6 and hardened["exact_e_recovered"] == 0.0 and hardened["asr"] == 0.0
-    for attack in ("dictionary", "dictionary-kmeans", "pipe"):
-        assert rows[("l2fe-facenet-m32/mac", attack, "unlock")]["not_applicable"]
-    assert ("l2fe-facenet-m32/mac", "pipe", "other-image") in rows
-    assert "n/a" in format_report(small_report)
 
 
 def test_unprotected_is_broken_by_every_attack(small_report):

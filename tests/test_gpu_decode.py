@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latticelock.kernels import babai, cvp
-from latticelock.kernels.expand import expand_matrix
-from latticelock.kernels.gpu import layout, runtime
-from latticelock.kernels.lattice import ReducedBasis, qary_basis
+from latticelock.kernels.hazmat import babai, cvp
+from latticelock.kernels.hazmat.expand import expand_matrix
+from latticelock.kernels.hazmat.gpu import layout, runtime
+from latticelock.kernels.hazmat.lattice import ReducedBasis, qary_basis
 from latticelock.tools.bench_decode import load_bases, make_targets, radius_for
 
 Q = 65537
@@ -47,7 +47,7 @@ def bases(m: int, n: int, count: int = 3) -> tuple[ReducedBasis, ...]:
         if len(stored) < count:
             pytest.skip(f"{path} holds {len(stored)} bases for (m, n) = ({m}, {n}), need {count}")
         return tuple(stored[:count])
-    from latticelock.kernels.lattice import reduce_basis
+    from latticelock.kernels.hazmat.lattice import reduce_basis
 
     return tuple(
         reduce_basis(qary_basis(expand_matrix(bytes([m, n, j]) * 8 + bytes(8), m, n, Q), Q), 8, Q)
@@ -56,7 +56,7 @@ def bases(m: int, n: int, count: int = 3) -> tuple[ReducedBasis, ...]:
 
 
 def test_importing_the_package_does_not_import_pycuda():
-    code = "import sys, latticelock.kernels.gpu, latticelock.kernels.decode; print('pycuda' in sys.modules)"
+    code = "import sys, latticelock.kernels.hazmat.gpu, latticelock.kernels.hazmat.decode; print('pycuda' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -239,7 +239,7 @@ needs_gpu = pytest.mark.skipif(not runtime.available(), reason=f"no GPU decoders
 
 
 def gpu_decode(decoder, rbs, targets, radius, max_nodes=cvp.DEFAULT_MAX_NODES):
-    from latticelock.kernels import gpu
+    from latticelock.kernels.hazmat import gpu
 
     k = len(targets)
     many = len(rbs) > 1
@@ -283,7 +283,7 @@ def test_gpu_spends_the_node_budget_as_numba():
 @pytest.mark.gpu
 @needs_gpu
 def test_gpu_rejects_what_the_cpu_rejects_and_handles_empty_batches():
-    from latticelock.kernels import gpu
+    from latticelock.kernels.hazmat import gpu
 
     rb = bases(32, 16)[0]
     for fn in (babai.babai_decode, gpu.babai_decode):
@@ -303,7 +303,7 @@ def test_gpu_rejects_what_the_cpu_rejects_and_handles_empty_batches():
 @pytest.mark.gpu
 @needs_gpu
 def test_resident_bases_are_reused_only_for_the_same_objects():
-    from latticelock.kernels import gpu
+    from latticelock.kernels.hazmat import gpu
 
     one, other = bases(32, 16, 4)[:2], bases(32, 16, 4)[2:]
     rng = np.random.default_rng(11)

@@ -9,7 +9,7 @@ import pytest
 
 from latticelock.kernels.errors import ParameterSetError
 from latticelock.kernels.kdf import DEVICE_COST, EVALUATION_COST, KdfCost, argon2id, hkdf
-from latticelock.kernels.l2fe import derive, sample_secret, secret_bytes
+from latticelock.kernels.hazmat.rep import derive, sample_secret, secret_bytes
 
 
 def test_hkdf_rfc5869_case_1():
@@ -55,20 +55,14 @@ def test_derive_known_answer():
     assert digest == PINNED_DERIVE
 
 
-def test_hardened_mode_mixes_the_mac():
+def test_label_binds_both_outputs_and_the_empty_label_adds_nothing():
     s = np.arange(16, dtype=np.int64)
-    calls = []
-
-    def mac(data: bytes) -> bytes:
-        calls.append(data)
-        return hashlib.sha256(b"pepper" + data).digest()
-
     plain = derive(s, b"\0" * 16, EVALUATION_COST)
-    hardened = derive(s, b"\0" * 16, EVALUATION_COST, mac=mac)
-    assert len(calls) == 1 and calls[0].startswith(b"latticelock/l2fe/mac")
-    assert hardened[0] != plain[0] and hardened[1] != plain[1]
-    other = derive(s, b"\0" * 16, EVALUATION_COST, mac=lambda d: hashlib.sha256(b"other" + d).digest())
-    assert other[0] != hardened[0]
+    assert derive(s, b"\0" * 16, EVALUATION_COST, b"") == plain
+    alice = derive(s, b"\0" * 16, EVALUATION_COST, b"alice")
+    bob = derive(s, b"\0" * 16, EVALUATION_COST, b"bob")
+    assert alice[0] != plain[0] and alice[1] != plain[1]
+    assert alice[0] != bob[0] and alice[1] != bob[1]
 
 
 def test_secret_sampling_is_uniform_mod_q_and_deterministic():

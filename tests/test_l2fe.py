@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 
 import numpy as np
 import pytest
 
-from latticelock.kernels import l2fe
 from latticelock.kernels.errors import RecordError, SchemeError
-from latticelock.kernels.expand import expand_matrix
+from latticelock.kernels.hazmat.expand import expand_matrix
 from latticelock.kernels.kdf import EVALUATION_COST
-from latticelock.kernels.l2fe import COIN_BYTES, L2FEScheme, preprocess
+from latticelock.kernels.hazmat import rep
+from latticelock.kernels.hazmat.rep import COIN_BYTES, preprocess
+from latticelock.kernels.l2fe import L2FEScheme
 from latticelock.kernels.params import PARAMETER_SETS
 from latticelock.kernels.projection import fit_projection
 from latticelock.kernels.record import Record, parse_record
@@ -125,11 +125,11 @@ def test_enroll_derand_is_the_documented_construction(projection):
     record = s.enroll_derand(x, coins)
     assert record.to_bytes() == s.enroll_derand(x, coins).to_bytes()
     p = s.params
-    secret = l2fe.sample_secret(coins[48:], p.n, p.q)
+    secret = rep.sample_secret(coins[48:], p.n, p.q)
     A = expand_matrix(coins[:32], p.m, p.n, p.q)
     e = preprocess(p, projection, x[None, :])[0]
     np.testing.assert_array_equal(record["c"], np.mod(A @ secret + e, p.q))
-    verifier, key = l2fe.derive(secret, coins[32:48], EVALUATION_COST)
+    verifier, key = rep.derive(secret, coins[32:48], EVALUATION_COST)
     assert record["verifier"] == verifier and record["salt"] == coins[32:48]
     assert s.verify(record, x) == key and verifier != key
 
@@ -173,8 +173,8 @@ def test_verify_many_tests_each_distinct_secret_once(projection, monkeypatch):
     x = face(projection, rng)
     record = s.enroll(x)
     calls = []
-    original = l2fe.derive
-    monkeypatch.setattr(l2fe, "derive", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = rep.derive
+    monkeypatch.setattr(rep, "derive", lambda *a, **k: calls.append(1) or original(*a, **k))
     probes = np.stack([x] * 3 + [nearby(projection, x, 32, 0.1 * s.params.threshold, rng)] + [face(projection, rng)])
     keys = s.verify_many(record, probes)
     assert keys[0] is not None and keys[:4] == [keys[0]] * 4 and keys[4] is None
@@ -199,91 +199,23 @@ def test_verifier_is_compared_in_constant_time(projection, monkeypatch):
     x = face(projection, rng)
     record = s.enroll(x)
     seen = []
-    real = l2fe.hmac.compare_digest
-    monkeypatch.setattr(l2fe.hmac, "compare_digest", lambda a, b: seen.append((a, b)) or real(a, b))
+    real = rep.hmac.compare_digest
+    monkeypatch.setattr(rep.hmac, "compare_digest", lambda a, b: seen.append((a, b)) or real(a, b))
     assert s.verify(record, x) is not None
     assert seen and seen[0][1] == record["verifier"]
 
 
-def test_hardened_mode_needs_the_mcu_mac(projection):
-    rng = np.random.default_rng(12)
-    pepper = lambda tag: (lambda data: hashlib.sha256(tag + data).digest())  # noqa: E731
-    hardened = scheme(projection, mac=pepper(b"mcu-1"))
+def test_a_record_is_bound_to_its_label(projection):
+    rng = np.random.default_rng(21)
     x = face(projection, rng)
-    record = hardened.enroll(x)
-    assert record.scheme_id == "l2fe-hash-mac" and set(record.fields) == {"seed", "c", "salt", "verifier"}
-    assert hardened.verify(record, x) is not None
-    assert scheme(projection, mac=pepper(b"mcu-2")).verify(record, x) is None
-    with pytest.raises(SchemeError, match="hardened"):
-        scheme(projection).verify(record, x)
-    # The lattice stays public (forensics reads it), but no secret can be tested without the MAC.
-    assert scheme(projection).public_lattice(record).c.shape == (32,)
-    with pytest.raises(SchemeError, match="hardened"):
-        scheme(projection).check_secret(record, np.zeros(16, dtype=np.int64))
-    with pytest.raises(SchemeError, match="without"):
-        hardened.verify(scheme(projection).enroll(x), x)
-
-
-def hmac_pepper(pepper: bytes, calls: list | None = None):
-    """The MCU's keyed MAC (HMAC-SHA256 under a pepper), recording each query in `calls`."""
-
-    def mac(data: bytes) -> bytes:
-        if calls is not None:
-            calls.append(data)
-        return hmac.new(pepper, data, hashlib.sha256).digest()
-
-    return mac
-
-
-def test_hardened_round_trip_with_an_hmac_pepper(projection):
-    rng = np.random.default_rng(14)
-    hardened = scheme(projection, mac=hmac_pepper(b"p" * 32))
-    x = face(projection, rng)
-    record = parse_record(hardened.enroll(x).to_bytes())
-    key = hardened.verify(record, x)
+    alice = scheme(projection, label=b"alice")
+    record = parse_record(alice.enroll(x).to_bytes())
+    key = alice.verify(record, x)
     assert key is not None
-    assert hardened.verify(record, nearby(projection, x, 32, 0.3 * hardened.params.threshold, rng)) == key
-    assert hardened.verify(record, face(projection, rng)) is None
-    assert scheme(projection, mac=hmac_pepper(b"q" * 32)).verify(record, x) is None
-
-
-def test_hardened_c_is_masked_so_decoding_the_stored_c_gives_nothing(projection):
-    """Plain: CVP at c - e returns A s (so a thief who guesses e gets s). Hardened with the same coins:
-    the stored c is c + pad, and the same decoding finds no lattice point within the radius."""
-    rng = np.random.default_rng(15)
-    x = face(projection, rng)
-    coins = bytes(range(COIN_BYTES))
-    plain, hardened = scheme(projection), scheme(projection, mac=hmac_pepper(b"p" * 32))
-    p = plain.params
-    s = l2fe.sample_secret(coins[-l2fe.SECRET_COIN_BYTES :], p.n, p.q)
-    A = expand_matrix(coins[: l2fe.SEED_BYTES], p.m, p.n, p.q)
-    e = preprocess(p, plain.projection, x[None, :])
-    outcomes = {}
-    for mode, s_ in (("plain", plain), ("hardened", hardened)):
-        record = s_.enroll_derand(x, coins)
-        lattice = s_.public_lattice(record)
-        vectors, found = plain.decode(lattice.basis, l2fe.centred(lattice.c - e, p.q))
-        outcomes[mode] = bool(found[0]) and np.array_equal(np.mod(vectors[0], p.q), np.mod(A @ s, p.q))
-    assert outcomes == {"plain": True, "hardened": False}
-    assert not np.array_equal(plain.enroll_derand(x, coins)["c"], hardened.enroll_derand(x, coins)["c"])
-
-
-def test_hardened_mac_queries_one_pad_per_record_and_one_per_distinct_secret(projection):
-    rng = np.random.default_rng(16)
-    calls: list[bytes] = []
-    hardened = scheme(projection, mac=hmac_pepper(b"p" * 32, calls))
-    faces = [face(projection, rng) for _ in range(3)]
-    records = [hardened.enroll(x) for x in faces]
-    assert len(calls) == 6  # each enrolment: the pad and the verifier
-    calls.clear()
-    x = faces[0]
-    close = [nearby(projection, x, 32, 0.2 * hardened.params.threshold, rng) for _ in range(3)]
-    keys = hardened.verify_many(records[0], np.stack([x, *close, faces[1]]))
-    assert keys[0] is not None and keys[1:4] == [keys[0]] * 3 and keys[4] is None
-    assert [c.startswith(l2fe.PAD_LABEL) for c in calls] == [True, False]
-    calls.clear()
-    assert [k is not None for k in hardened.identify(records, faces[2])] == [False, False, True]
-    assert sum(c.startswith(l2fe.PAD_LABEL) for c in calls) == 3 and len(calls) == 4
+    # The same record copied under another user's name (or read without a name) unlocks nothing.
+    assert scheme(projection, label=b"bob").verify(record, x) is None
+    assert scheme(projection).verify(record, x) is None
+    assert alice.verify(record, nearby(projection, x, 32, 0.3 * alice.params.threshold, rng)) == key
 
 
 def test_bad_options_and_coins(projection):

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latticelock.kernels import lattice
-from latticelock.kernels.expand import expand_matrix
-from latticelock.kernels.lattice import gso, qary_basis, reduce_basis, reduced_basis_for
-from latticelock.kernels.recover import SecretSolver
+from latticelock.kernels.hazmat import lattice
+from latticelock.kernels.hazmat.expand import expand_matrix
+from latticelock.kernels.hazmat.lattice import gso, qary_basis, reduce_basis, reduced_basis_for
+from latticelock.kernels.hazmat.recover import SecretSolver
 
 Q = 65537
 seeds = st.binary(min_size=32, max_size=32)
@@ -190,7 +190,7 @@ def test_reduced_basis_for_rejects_bad_input(cache):
 
 
 def test_gaussian_heuristic_predicts_lambda1():
-    from latticelock.kernels.lattice import gaussian_heuristic
+    from latticelock.kernels.hazmat.lattice import gaussian_heuristic
 
     # In these dimensions the shortest BKZ-10 row is lambda_1 (checked against fpylll in test_cvp.py).
     for m, n in [(16, 8), (24, 8)]:

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latticelock.kernels.expand import expand_matrix
-from latticelock.kernels.recover import SecretSolver, independent_rows, inverse_mod
+from latticelock.kernels.hazmat.expand import expand_matrix
+from latticelock.kernels.hazmat.recover import SecretSolver, independent_rows, inverse_mod
 
 PRIMES = [257, 12289, 65537, 2**31 - 1]
 

@@ -9,7 +9,7 @@ from latticelock.kernels.kdf import EVALUATION_COST
 from latticelock.kernels.l2fe import L2FEScheme
 from latticelock.kernels.params import get_parameter_set
 from latticelock.kernels.projection import fit_projection
-from latticelock.kernels.security import (
+from latticelock.kernels.hazmat.security import (
     SIEVE_EXPONENT,
     bkz_delta,
     mean_face_acceptance,

@@ -88,8 +88,8 @@ def radius_for(m: int, n: int) -> float:
 
 
 def build_bases(shapes: list[tuple[int, int]], block: int, pool: int) -> dict[tuple[int, int], list]:
-    from latticelock.kernels.expand import expand_matrix
-    from latticelock.kernels.lattice import qary_basis, reduce_basis
+    from latticelock.kernels.hazmat.expand import expand_matrix
+    from latticelock.kernels.hazmat.lattice import qary_basis, reduce_basis
 
     out = {}
     for m, n in shapes:
@@ -110,7 +110,7 @@ def save_bases(path: Path, bases: dict[tuple[int, int], list]) -> None:
 
 
 def load_bases(path: Path) -> dict[tuple[int, int], list]:
-    from latticelock.kernels.lattice import ReducedBasis
+    from latticelock.kernels.hazmat.lattice import ReducedBasis
     from latticelock.tools.errors import ToolsError
 
     try:
@@ -134,7 +134,7 @@ def load_bases(path: Path) -> dict[tuple[int, int], list]:
 
 def lattice_points(rbs: list, k: int, rng: np.random.Generator) -> np.ndarray:
     """k lattice points (point i in basis i mod len(rbs)), centred coordinates in [-q/2, q/2)."""
-    from latticelock.kernels import babai
+    from latticelock.kernels.hazmat import babai
 
     m = rbs[0].m
     out = np.empty((k, m), dtype=np.int64)
@@ -202,8 +202,8 @@ TIE_MAX_M = 48
 
 def decode(decoder: str, mode: str, backend: str, rbs: list, targets: np.ndarray, radius: float):
     """(vectors, found | None, exhausted | None) on one backend; many-mode cycles rbs over the targets."""
-    from latticelock.kernels import decode as dispatch
-    from latticelock.kernels.cvp import EnumerationBudgetError
+    from latticelock.kernels.hazmat import decode as dispatch
+    from latticelock.kernels.hazmat.cvp import EnumerationBudgetError
 
     k = len(targets)
     if mode == "many":
@@ -270,7 +270,7 @@ def median_time(fn, repeat: int) -> float:
 
 def gpu_info() -> dict:
     """Name, peaks (datasheet, and derived from the SM count and clock) and a measured copy bandwidth."""
-    from latticelock.kernels.gpu import runtime
+    from latticelock.kernels.hazmat.gpu import runtime
     from latticelock.tools.errors import ToolsError
 
     with runtime.active() as cuda:
@@ -343,7 +343,7 @@ def cost(decoder: str, mode: str, m: int, nodes: float, centre_terms: float) -> 
 
 
 def bench(bases: dict, decoders, modes, backends, batches, repeat, seed, info, progress) -> list[Row]:
-    from latticelock.kernels.babai import check_targets
+    from latticelock.kernels.hazmat.babai import check_targets
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -367,9 +367,9 @@ def bench(bases: dict, decoders, modes, backends, batches, repeat, seed, info, p
 
 
 def gpu_roofline(row: Row, rbs: list, targets: np.ndarray, radius: float, repeat: int, info: dict) -> None:
-    from latticelock.kernels.cvp import RADIUS_SLACK
-    from latticelock.kernels.gpu.launch import launch, upload
-    from latticelock.kernels.gpu.layout import pack_many, pack_one
+    from latticelock.kernels.hazmat.cvp import RADIUS_SLACK
+    from latticelock.kernels.hazmat.gpu.launch import launch, upload
+    from latticelock.kernels.hazmat.gpu.layout import pack_many, pack_one
 
     k = len(targets)
     device = upload(pack_many([rbs[i % len(rbs)] for i in range(k)]) if row.mode == "many" else pack_one(rbs[0]))
@@ -471,7 +471,7 @@ def register(commands) -> None:
 def _run(args) -> int:
     from tqdm import tqdm
 
-    from latticelock.kernels import gpu
+    from latticelock.kernels.hazmat import gpu
     from latticelock.tools.errors import ToolsError
 
     shapes = [(m, n) for m in _ints(args.m) for n in _ints(args.n) if n < m]

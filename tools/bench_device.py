@@ -44,18 +44,18 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_bench(person_dir: Path, *, cores: int, enrol_frames: int, attempts: int, policy, mcu_sim: bool, parameter_set: str,
-              scheme_options: dict | None = None, pipeline=None, progress: bool = True) -> dict:
+              recipe_options: dict | None = None, pipeline=None, progress: bool = True) -> dict:
     """Enrol from the replay, then measure loop throughput and unlock latency pinned to `cores` CPUs (restored after)."""
     previous = os.sched_getaffinity(0)
     try:
         return _measure(person_dir, _pin(cores), enrol_frames=enrol_frames, attempts=attempts, policy=policy, mcu_sim=mcu_sim,
-                        parameter_set=parameter_set, scheme_options=scheme_options, pipeline=pipeline, progress=progress)
+                        parameter_set=parameter_set, recipe_options=recipe_options, pipeline=pipeline, progress=progress)
     finally:
         os.sched_setaffinity(0, previous)
 
 
 def _measure(person_dir: Path, pinned: list[int], *, enrol_frames: int, attempts: int, policy, mcu_sim: bool, parameter_set: str,
-             scheme_options: dict | None, pipeline, progress: bool) -> dict:
+             recipe_options: dict | None, pipeline, progress: bool) -> dict:
     from tqdm import tqdm
 
     from latticelock.device.enrol import EnrolConfig, enrol
@@ -66,7 +66,7 @@ def _measure(person_dir: Path, pinned: list[int], *, enrol_frames: int, attempts
     from latticelock.models.pipeline import FacePipeline
     from latticelock.tools.errors import ToolsError
 
-    scheme_options = dict(scheme_options or {})
+    recipe_options = dict(recipe_options or {})
     images = sorted(p for p in Path(person_dir).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     if len(images) <= enrol_frames:
         raise ToolsError(f"{person_dir} has {len(images)} images; need more than --enrol-frames {enrol_frames}")
@@ -85,19 +85,19 @@ def _measure(person_dir: Path, pinned: list[int], *, enrol_frames: int, attempts
         try:
             t0 = time.perf_counter()
             with open_source(f"dir://{person_dir}?count={enrol_frames}") as source:
-                enrol("bench", source, pipeline, store, parameter_set, EnrolConfig(frames=enrol_frames, max_spread=2.0), mcu=mcu,
-                      scheme_options=scheme_options)
+                enrol("bench", source, pipeline, store, parameter_set, EnrolConfig(frames=enrol_frames, max_spread=2.0),
+                      recipe_options=recipe_options)
             enrol_s = time.perf_counter() - t0
             # Rejected attempts are a result to report, not a reason to lock the benchmark out half-way.
             lockout = Lockout(store, LockoutPolicy(free_attempts=attempts + 1))
-            auth = Authenticator(store, pipeline, policy=policy, lockout=lockout, mcu=mcu, scheme_options=scheme_options)
+            auth = Authenticator(store, pipeline, policy=policy, lockout=lockout, recipe_options=recipe_options)
             stages: dict[str, list[float]] = {}
             outcomes: dict[str, int] = {}
             t0 = time.perf_counter()
             frames = 0
             with open_source(f"dir://{person_dir}?start={enrol_frames}") as source:
                 for frame in tqdm(source, total=probe_count, desc="throughput", unit="frame", disable=not progress):
-                    report, _, _, _ = auth.check_frame(frame)
+                    report, _ = auth.check_frame(frame)
                     frames += 1
                     kind = report.outcome.split(":")[0]
                     outcomes[kind] = outcomes.get(kind, 0) + 1
@@ -153,7 +153,7 @@ def _handler(args) -> int:
     person = Path(args.person) if args.person else datasets_dir() / "faces94_subset" / "anpage"
     policy = PolicyConfig(k=args.policy_k, n=args.policy_n, window_s=args.policy_window)
     report = run_bench(person, cores=args.cores, enrol_frames=args.enrol_frames, attempts=args.attempts, policy=policy,
-                       mcu_sim=args.mcu_sim, parameter_set=args.parameter_set, scheme_options={"backend": args.decoder_backend})
+                       mcu_sim=args.mcu_sim, parameter_set=args.parameter_set, recipe_options={"backend": args.decoder_backend})
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

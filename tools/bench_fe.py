@@ -29,7 +29,8 @@ def _timed(fn, *args):
 
 def bench_set(set_name: str, records: int, threads: int, backend: str, seed: int = 0) -> dict:
     from latticelock.kernels.kdf import EVALUATION_COST
-    from latticelock.kernels.l2fe import L2FEScheme, derive
+    from latticelock.kernels.hazmat.rep import derive
+    from latticelock.kernels.l2fe import L2FEScheme
 
     base = L2FEScheme(set_name, backend=backend)
     params, projection = base.params, base.projection

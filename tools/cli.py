@@ -14,11 +14,11 @@ import sys
 GROUPS: dict[str, tuple[str, list[str]]] = {
     "device": (
         "on-device runtime: enrol, unlock, users, wallet, firmware bridge",
-        ["latticelock.device.commands"],
+        ["latticelock.tools.device_commands"],
     ),
     "models": (
         "build, verify and inspect the MTCNN and FaceNet ONNX models",
-        ["latticelock.models.commands"],
+        ["latticelock.tools.models_commands"],
     ),
     "eval": (
         "measure the pipeline and the protection schemes on real faces",

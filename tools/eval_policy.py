@@ -103,12 +103,16 @@ def run_attempt(policy_config, matched: list[bool]) -> bool:
     """Feed one attempt's frames (True: the frame reproduced the key) to the device policy."""
     from latticelock.device.policy import AttemptPolicy, Decision
 
+    from latticelock.kernels.recipe import Candidate
+
     policy = AttemptPolicy(policy_config)
     for i, ok in enumerate(matched):
-        verdict = policy.observe(i * FRAME_INTERVAL_S, "user" if ok else None)
-        if verdict.decision is not Decision.PENDING:
-            return verdict.decision is Decision.ACCEPT
-    return policy.finish().decision is Decision.ACCEPT
+        ready = policy.observe(i * FRAME_INTERVAL_S, [Candidate("user", 0)] if ok else [])
+        if ready is not None:
+            return policy.accept(ready).decision is Decision.ACCEPT
+        if policy.status().decision is not Decision.PENDING:
+            return False
+    return False
 
 
 def draw(rng: np.random.Generator, pool: np.ndarray, count: int) -> np.ndarray:

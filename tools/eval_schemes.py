@@ -135,7 +135,7 @@ def threshold_at_fpr(impostor_distances: np.ndarray, fpr: float) -> float:
 
 
 def facial_fe_accepts(scale: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from latticelock.kernels.e8 import decode_blocks
+    from latticelock.kernels.hazmat.e8 import decode_blocks
 
     w = decode_blocks(scale * x)
     return np.all(decode_blocks(scale * y - (scale * x - w)) == w, axis=1)
@@ -214,9 +214,10 @@ def evaluate(data: Embeddings, pairs: Pairs, sets: list[str], decoders: list[str
              seed_pool: int, backend: str, security_sample: int, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    from latticelock.kernels import security
+    from latticelock.kernels.hazmat import security
     from latticelock.kernels.kdf import EVALUATION_COST
-    from latticelock.kernels.l2fe import COIN_BYTES, SEED_BYTES, L2FEScheme, derive, preprocess
+    from latticelock.kernels.hazmat.rep import COIN_BYTES, SEED_BYTES, derive, preprocess
+    from latticelock.kernels.l2fe import L2FEScheme
     from latticelock.kernels.params import get_parameter_set
     from latticelock.kernels.scheme import get_scheme
 

@@ -21,8 +21,8 @@ class LatticeTarget:
     """The public data of one stolen L2FE-Hash record that the attack needs."""
 
     c: np.ndarray  # int64[m]
-    basis: object  # latticelock.kernels.lattice.ReducedBasis
-    solver: object  # latticelock.kernels.recover.SecretSolver
+    basis: object  # latticelock.kernels.hazmat.lattice.ReducedBasis
+    solver: object  # latticelock.kernels.hazmat.recover.SecretSolver
 
 
 def candidate_points(
@@ -32,7 +32,7 @@ def candidate_points(
     nearest first: the order a thief tests them in. Each centre's ball grows in `steps` radii up to
     `radius` (enumeration cost explodes with the radius, and most faces sit well inside it), and the
     generator is lazy, so a thief who succeeds early never pays for the larger balls."""
-    from latticelock.kernels.cvp import EnumerationBudgetError
+    from latticelock.kernels.hazmat.cvp import EnumerationBudgetError
 
     c = target.c.astype(np.float64)
     seen: set[bytes] = set()
@@ -81,7 +81,7 @@ def attack_with_verifier(target: LatticeTarget, points, check, budget: int) -> H
 def public_target(scheme, record, bkz_block: int | None = None) -> LatticeTarget:
     """What the thief computes from the record alone; `bkz_block` above the device's reduces the
     basis harder (fpylll), which only speeds the enumeration up (the lattice points are the same)."""
-    from latticelock.kernels.lattice import reduced_basis_for
+    from latticelock.kernels.hazmat.lattice import reduced_basis_for
 
     lattice = scheme.public_lattice(record)
     basis = lattice.basis
@@ -94,7 +94,7 @@ def public_target(scheme, record, bkz_block: int | None = None) -> LatticeTarget
 def lattice_attack(scheme, record, centres_e: np.ndarray, radius: float, budget: int, bkz_block: int | None = None) -> Hit:
     """The whole attack on one record: candidates near c - e_g for each centre e_g (int[m], scaled
     and projected like e), each tested against the stored verifier by `scheme.check_secret`."""
-    from latticelock.kernels.cvp import enumerate_within
+    from latticelock.kernels.hazmat.cvp import enumerate_within
 
     target = public_target(scheme, record, bkz_block)
     points = candidate_points(target, centres_e, radius, budget, enumerate_within)

@@ -12,14 +12,6 @@ Attacks (rows of the report):
 - lattice (L2FE-Hash): lattice points near c - (projected mean face, then centroids), each secret
   candidate tested against the stored verifier.
 
-Hardened L2FE-Hash (rows of parameter set "<set>/mac", `hardened_set`, `hardened_victims` of the attack
-victims): the victims are enrolled with a MAC under a random pepper the thief never gets, as a thief
-holding the flash only sees them. The stored c is masked by the pepper-derived pad; the thief runs the
-plain set's PIPE inverse on the surrogates and takes the lattice point nearest c - (projected mean
-face) as the face (no oracle tells a right candidate from a wrong one, so there is only that one
-guess; its "unlock" row is checked by the report with the pepper). Dictionary attacks and PIPE's
-"unlock" need an offline oracle, which does not exist there: reported as not applicable.
-
 Test sets: "enrolled" (the attack's embedding within tau of the image the victim enrolled with),
 "other-image" (within tau of a different image of the victim: what a face-recognition system that
 never saw the enrolment photo would accept), "unlock" (the scheme's own verification releases the key).
@@ -60,8 +52,6 @@ class ReportConfig:
     lattice_radius: float = 2.5  # enumeration radius, in units of the set's decoding radius
     lattice_bkz: int | None = None  # None: the device's block size
     device_kdf_victims: int = 3  # victims also attacked with records at the device's full Argon2id cost
-    hardened_set: str | None = "l2fe-facenet-m64"  # also attacked in hardened mode, flash only (when in schemes)
-    hardened_victims: int = 100
     backend: str = "auto"
     seed: int = 0
 
@@ -89,17 +79,16 @@ def _row(scheme: str, parameter_set: str, attack: str, test_set: str, hits: np.n
             "guesses": int(guesses), **extra}
 
 
-def make_scheme(name: str, backend: str = "auto", device_kdf: bool = False, projection=None, mac=None):
+def make_scheme(name: str, backend: str = "auto", device_kdf: bool = False, projection=None):
     """The scheme under attack. L2FE-Hash records are made with the evaluation-only Argon2id cost unless
     `device_kdf` (decisions do not depend on the cost; what a guess costs is timed separately).
-    `projection` replaces the set's shipped PCA projection (synthetic tests only); `mac` makes hardened
-    L2FE-Hash records."""
+    `projection` replaces the set's shipped PCA projection (synthetic tests only)."""
     from latticelock.kernels.scheme import get_scheme
 
     if name.startswith("l2fe"):
         from latticelock.kernels.kdf import EVALUATION_COST
 
-        options = {"backend": backend, "projection": projection, "mac": mac}
+        options = {"backend": backend, "projection": projection}
         if not device_kdf:
             options["kdf"] = EVALUATION_COST
         return get_scheme(name, **options)
@@ -125,7 +114,7 @@ def steal_records(scheme, embeddings: np.ndarray, names: np.ndarray, workdir: Pa
 
 def _decoder_backend(backend: str) -> str:
     """Which decoders kernels/decode.py dispatches to for `backend`, in words."""
-    from latticelock.kernels import gpu
+    from latticelock.kernels.hazmat import gpu
 
     if backend == "cpu":
         return "cpu (numba)"
@@ -136,7 +125,7 @@ def _decoder_backend(backend: str) -> str:
 
 def _timed_kdf(scheme_name: str) -> float:
     """Median seconds of one verifier evaluation at the set's device Argon2id cost."""
-    from latticelock.kernels.l2fe import derive
+    from latticelock.kernels.hazmat.rep import derive
     from latticelock.kernels.params import get_parameter_set
 
     p = get_parameter_set(scheme_name)
@@ -247,9 +236,6 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
 
             if kind == "l2fe":
                 _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, centroids, tau, cfg, progress, projection)
-                if name == cfg.hardened_set and cfg.hardened_victims:
-                    _hardened_rows(report, name, model, attack_idx[: cfg.hardened_victims], split, mean_face, tau, cfg,
-                                   projection, Path(tmp) / f"{pset}-mac")
     report.runtime_s = time.perf_counter() - started
     return report
 
@@ -257,7 +243,7 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
 def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, centroids, tau, cfg, progress, projection) -> None:
     from tqdm import tqdm
 
-    from latticelock.kernels.l2fe import preprocess
+    from latticelock.kernels.hazmat.rep import preprocess
     from latticelock.tools.forensics.lattice_attack import lattice_attack
 
     p = scheme.params
@@ -301,65 +287,6 @@ def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, c
                          "note": f"evaluation-cost records; one device-cost Argon2id takes {kdf_s:.3f} s"})
     if cfg.device_kdf_victims:
         _device_cost_sample(report, name, split, centres_e, radius, attack_idx[: cfg.device_kdf_victims], cfg, projection)
-
-
-def _not_applicable(scheme_id: str, pset: str, attack: str, guesses: int, victims: int, why: str) -> dict:
-    return {"scheme": scheme_id, "parameter_set": pset, "attack": attack, "test_set": "unlock", "asr": None,
-            "victims": victims, "guesses": guesses, "not_applicable": why}
-
-
-def _hardened_rows(report, name, model, victims, split, mean_face, tau, cfg, projection, workdir: Path) -> None:
-    """Hardened records as a thief holding the flash only sees them (see the module docstring)."""
-    import hashlib
-    import hmac
-    import os
-
-    from latticelock.kernels.cvp import enumerate_within
-    from latticelock.kernels.l2fe import preprocess
-    from latticelock.tools.forensics.lattice_attack import candidate_points, public_target
-
-    pepper = os.urandom(32)  # the MCU's; the attack code below never sees it
-    scheme = make_scheme(name, cfg.backend, projection=projection, mac=lambda data: hmac.new(pepper, data, hashlib.sha256).digest())
-    p, proj = scheme.params, scheme.projection
-    sid, pset = scheme.scheme_id, f"{p.name}/mac"
-    workdir.mkdir()
-    records = steal_records(scheme, split.enrolled[victims], split.victim_labels[victims], workdir)
-    n = len(victims)
-    enrolled, other = split.enrolled[victims], split.other[victims]
-
-    predicted = model.predict(surrogates(scheme, records))
-    extra = {"model": model.name, "note": f"the plain {p.name} PIPE inverse on the stolen (masked) records"}
-    for test_set, targets in (("enrolled", enrolled), ("other-image", other)):
-        report.rows.append(_row(sid, pset, "pipe", test_set, P.success(predicted, targets, tau), 1, **extra))
-    no_oracle = "not applicable: without the MCU's pepper no verifier can be computed, so no offline test"
-    report.rows.append(_not_applicable(sid, pset, "pipe", 1, n, no_oracle))
-
-    centre_e = preprocess(p, proj, mean_face[None, :])
-    radius = cfg.lattice_radius * p.radius
-    truth = preprocess(p, proj, enrolled)
-    recovered, exact, unlocked = [], [], []
-    start = time.perf_counter()
-    for j, record in enumerate(records):
-        target = public_target(scheme, record, cfg.lattice_bkz)
-        v = next(iter(candidate_points(target, centre_e, radius, 1, enumerate_within)), None)
-        e = centre_e[0] if v is None else target.c.astype(np.int64) - v
-        exact.append(np.array_equal(np.mod(e, p.q), np.mod(truth[j], p.q)))
-        s = None if v is None else target.solver.solve(v)
-        # the report's own check, with the pepper: would this single candidate have been the key?
-        unlocked.append(s is not None and scheme.check_secret(record, s) is not None)
-        e = np.where(np.mod(e, p.q) > p.q // 2, np.mod(e, p.q) - p.q, np.mod(e, p.q))
-        recovered.append(proj.mean + (e / p.scale) @ proj.components[: p.m])
-    rec = P.normalise(np.stack(recovered))
-    extra = {"radius_x_decoding_radius": cfg.lattice_radius, "centres": 1, "exact_e_recovered": float(np.mean(exact)),
-             "wall_s": round(time.perf_counter() - start, 2),
-             "note": "nearest lattice point to the stored c - mean face, the only guess without an oracle"}
-    for test_set, targets in (("enrolled", enrolled), ("other-image", other)):
-        report.rows.append(_row(sid, pset, "lattice", test_set, P.success(rec, targets, tau), 1, **extra))
-    report.rows.append(_row(sid, pset, "lattice", "unlock", np.array(unlocked), 1, **extra))
-    for attack in ("dictionary", "dictionary-kmeans"):
-        report.rows.append(_not_applicable(sid, pset, attack, cfg.guesses if attack == "dictionary" else cfg.kmeans, n, no_oracle))
-    report.notes.append(f"{pset}: {n} victims enrolled in hardened mode under a random pepper the thief never gets; "
-                        f"exact e recovered for {100 * float(np.mean(exact)):.1f}%; dictionary attacks not applicable")
 
 
 def _device_cost_sample(report, name, split, centres_e, radius, victims, cfg, projection) -> None:

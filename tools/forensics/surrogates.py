@@ -87,7 +87,7 @@ def facial_fe_codeword_recovery(record, scale: float, prior: FacePrior, sweeps: 
     is unknown. Start from w0 = the E8 point that puts x nearest the public mean face, then, block by
     block (iterated conditional modes), pick w0 + (0 or one of E8's 240 minimal vectors) that makes
     x most likely under the public Gaussian prior given the other blocks."""
-    from latticelock.kernels.e8 import decode_blocks
+    from latticelock.kernels.hazmat.e8 import decode_blocks
 
     helper = np.asarray(record["helper"], dtype=np.float64)
     mean, precision = prior.mean, prior.precision
@@ -112,7 +112,7 @@ def facial_fe_codeword_recovery(record, scale: float, prior: FacePrior, sweeps: 
 
 def l2fe_surrogate(record, params) -> np.ndarray:
     """The paper's surrogate: A (expanded from the stored seed) and c, flattened and scaled to [0, 1)."""
-    from latticelock.kernels.expand import expand_matrix
+    from latticelock.kernels.hazmat.expand import expand_matrix
 
     seed = record["seed"]
     c = np.asarray(record["c"], dtype=np.float64)

@@ -170,7 +170,7 @@ def _pipeline(args, config):
     return FacePipeline(threads=resolve(args, config, "threads", None))
 
 
-def _scheme_options(args, config):
+def _recipe_options(args, config):
     from latticelock.device.config import resolve
 
     return {"backend": resolve(args, config, "decoder_backend", "auto")}
@@ -217,7 +217,7 @@ def _enrol(args) -> int:
     parameter_set = resolve(args, config, "parameter_set", DEFAULT_PARAMETER_SET)
     pipeline = _pipeline(args, config)
     with _mcu(args, config) as mcu, _source(args, config) as source:
-        result = enrol(args.user, source, pipeline, store, parameter_set, enrol_config, mcu=mcu, scheme_options=_scheme_options(args, config))
+        result = enrol(args.user, source, pipeline, store, parameter_set, enrol_config, recipe_options=_recipe_options(args, config))
     rejected = ", ".join(f"{n} {why}" for why, n in result.capture.rejected.most_common()) or "none"
     user = result.user
     print(f"enrolled {user.name!r} (generation {user.generation}) from {len(result.capture.names)} frames of {result.capture.seen} read; rejected: {rejected}")
@@ -245,7 +245,7 @@ def _authenticate(args, config, mcu):
         n=_resolve_int(args, config, "policy_n", 3),
         window_s=_resolve_float(args, config, "policy_window", 10.0),
     )
-    auth = Authenticator(store, _pipeline(args, config), policy=policy, quality=_quality(args, config), mcu=mcu, scheme_options=_scheme_options(args, config))
+    auth = Authenticator(store, _pipeline(args, config), policy=policy, quality=_quality(args, config), recipe_options=_recipe_options(args, config))
     with _source(args, config) as source:
         result = auth.unlock(source)
     if args.verbose:
@@ -258,8 +258,6 @@ def _verdict_line(result, policy) -> str:
     verdict = result.verdict
     if result.accepted:
         line = f"ACCEPT {verdict.user!r}: {verdict.matches} matching of {verdict.frames} usable frames ({policy.describe()}), {result.latency_s:.2f} s"
-        if result.mcu_unlocked:
-            line += "; microcontroller: UNLOCKED (signature over its fresh nonce verified)"
         return line
     return f"REJECT: {verdict.reason}; {verdict.frames} usable of {result.frames_read} frames read, {result.latency_s:.2f} s"
 
@@ -272,7 +270,7 @@ def _unlock(args) -> int:
     _write_json(args.json, {
         "decision": result.verdict.decision.value, "user": result.user, "reason": result.verdict.reason,
         "usable_frames": result.verdict.frames, "matches": result.verdict.matches, "frames_read": result.frames_read,
-        "latency_s": result.latency_s, "mcu_unlocked": result.mcu_unlocked, "policy": policy.describe(),
+        "latency_s": result.latency_s, "policy": policy.describe(),
         "frames": [{"index": f.index, "name": f.name, "outcome": f.outcome, "seconds": f.seconds} for f in result.frames],
     })
     return 0 if result.accepted else 1

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from latticelock.kernels.expand import SEED_BYTES, check_dimensions, expand_matrix
-from latticelock.kernels.recover import SecretSolver, independent_rows, inverse_mod
+from latticelock.kernels.hazmat.expand import SEED_BYTES, check_dimensions, expand_matrix
+from latticelock.kernels.hazmat.recover import SecretSolver, independent_rows, inverse_mod
 
 CACHE_FORMAT = b"LLBASIS1"
 MPFR_PRECISION = 128

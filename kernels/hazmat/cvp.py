@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from latticelock.kernels.babai import check_targets, gs_coordinates, stack_bases
+from latticelock.kernels.hazmat.babai import check_targets, gs_coordinates, stack_bases
 from latticelock.kernels.errors import KernelsError
-from latticelock.kernels.lattice import ReducedBasis
+from latticelock.kernels.hazmat.lattice import ReducedBasis
 
 DEFAULT_MAX_NODES = 10_000_000
 RADIUS_SLACK = 1e-9

@@ -1,9 +1,9 @@
 """Batched decoder calls on the GPU: bases resident on the device, targets in, one thread per target.
 
-Same signatures, checks, errors and results as the numba kernels in `latticelock.kernels.babai` and
-`latticelock.kernels.cvp`: the inputs are validated and the exact CVP results finished (the "within
+Same signatures, checks, errors and results as the numba kernels in `latticelock.kernels.hazmat.babai` and
+`latticelock.kernels.hazmat.cvp`: the inputs are validated and the exact CVP results finished (the "within
 radius" decision on the integer vector, the node-budget error) by the CPU module's own helpers.
-The secret s is then recovered on the CPU by `latticelock.kernels.recover.SecretSolver` (exact
+The secret s is then recovered on the CPU by `latticelock.kernels.hazmat.recover.SecretSolver` (exact
 integer arithmetic mod q, a few hundred operations per candidate: not worth a transfer).
 """
 
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from latticelock.kernels import babai as cpu_babai
-from latticelock.kernels import cvp as cpu_cvp
-from latticelock.kernels.gpu import runtime
-from latticelock.kernels.gpu.layout import PackedBasis, pack_many, pack_one
-from latticelock.kernels.lattice import ReducedBasis
+from latticelock.kernels.hazmat import babai as cpu_babai
+from latticelock.kernels.hazmat import cvp as cpu_cvp
+from latticelock.kernels.hazmat.gpu import runtime
+from latticelock.kernels.hazmat.gpu.layout import PackedBasis, pack_many, pack_one
+from latticelock.kernels.hazmat.lattice import ReducedBasis
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,13 @@
 
 `available()` says whether they can run here (PyCUDA installed and a CUDA device present) and
 `unavailable_reason()` why not. The four decoders take and return exactly what their CPU twins in
-`latticelock.kernels.babai` and `latticelock.kernels.cvp` do, and return identical integer vectors;
-callers normally reach them through `latticelock.kernels.decode` rather than directly.
+`latticelock.kernels.hazmat.babai` and `latticelock.kernels.hazmat.cvp` do, and return identical integer vectors;
+callers normally reach them through `latticelock.kernels.hazmat.decode` rather than directly.
 Importing this package does not import PyCUDA.
 """
 
-from latticelock.kernels.gpu.launch import babai_decode, babai_decode_many, cvp_decode, cvp_decode_many
-from latticelock.kernels.gpu.runtime import available, unavailable_reason
+from latticelock.kernels.hazmat.gpu.launch import babai_decode, babai_decode_many, cvp_decode, cvp_decode_many
+from latticelock.kernels.hazmat.gpu.runtime import available, unavailable_reason
 
 __all__ = [
     "available",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from latticelock.kernels.expand import check_dimensions
+from latticelock.kernels.hazmat.expand import check_dimensions
 
 
 def _as_residues(A: np.ndarray, q: int) -> np.ndarray:

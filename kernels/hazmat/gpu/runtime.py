@@ -33,7 +33,7 @@ _state: dict[str, object] = {}
 
 def source() -> str:
     """The CUDA C source of the decoders (shipped beside this module)."""
-    return resources.files("latticelock.kernels.gpu").joinpath(SOURCE_NAME).read_text()
+    return resources.files("latticelock.kernels.hazmat.gpu").joinpath(SOURCE_NAME).read_text()
 
 
 def _probe() -> tuple[object | None, str]:

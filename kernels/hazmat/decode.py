@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from latticelock.kernels import babai, cvp
-from latticelock.kernels.cvp import DEFAULT_MAX_NODES
-from latticelock.kernels.lattice import ReducedBasis
+from latticelock.kernels.hazmat import babai, cvp
+from latticelock.kernels.hazmat.cvp import DEFAULT_MAX_NODES
+from latticelock.kernels.hazmat.lattice import ReducedBasis
 
 BACKENDS = ("auto", "cpu", "gpu")
 
@@ -23,7 +23,7 @@ def _gpu(backend: str):
         raise KernelsError(f"unknown decoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "cpu":
         return None
-    from latticelock.kernels import gpu
+    from latticelock.kernels.hazmat import gpu
 
     if gpu.available():
         return gpu

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from latticelock.kernels.babai import stack_bases
+from latticelock.kernels.hazmat.babai import stack_bases
 
 
 @dataclass(frozen=True)

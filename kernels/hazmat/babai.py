@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from latticelock.kernels.lattice import ReducedBasis
+from latticelock.kernels.hazmat.lattice import ReducedBasis
 
 MAX_TARGET = 2.0**32
 

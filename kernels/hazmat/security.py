@@ -84,8 +84,8 @@ def mean_face_counts(params: L2FEParams, e: np.ndarray) -> np.ndarray:
 def nearest_is_secret(scheme, records: list, budget_nodes: int = 2_000_000) -> np.ndarray:
     """For each record, True when exact CVP at c (the mean-face guess) returns the record's own lattice point
     and so its secret, tested against the stored verifier: a thief's first and only guess succeeds."""
-    from latticelock.kernels import cvp
-    from latticelock.kernels.l2fe import centred
+    from latticelock.kernels.hazmat import cvp
+    from latticelock.kernels.hazmat.rep import centred
 
     hits = np.zeros(len(records), dtype=bool)
     for i, record in enumerate(records):
@@ -105,7 +105,7 @@ def mean_face_acceptance(params: L2FEParams, projection, embeddings: np.ndarray)
     """Fraction of these faces whose record the public mean face (normalised, as a camera would give it)
     unlocks through the plain decoder: |e - e(mean)| <= radius. The projection drops most of the
     mean's own direction, so this is far higher than in the 512-d space."""
-    from latticelock.kernels.l2fe import preprocess
+    from latticelock.kernels.hazmat.rep import preprocess
 
     mean = projection.mean.astype(np.float64)
     e_mean = preprocess(params, projection, (mean / np.linalg.norm(mean))[None, :])

@@ -1,0 +1,259 @@
+"""The safe way to use L2FE-Hash: enrol a template, then match probes against every enrolled user.
+
+    record = enrol(template, "l2fe-facenet-m64", label=b"alice")        # Record; to_bytes() goes to flash
+    gallery = Gallery({"alice": record, "bob": other})                   # checks records, rebuilds lattices once
+    with gallery.attempt() as attempt:                                   # one unlock attempt
+        for probe in frames:
+            for candidate in attempt.offer(probe):                       # decoded within the radius: no KDF yet
+                key = attempt.confirm(candidate)                         # one Argon2id per distinct secret
+                if key is not None: ...                                  # candidate.user, 32-byte key
+
+No algorithm choices here beyond the named parameter set (and the decoder backend, which changes
+no result). `offer` tells which users' lattices decode the probe within the radius (acceptance is
+exactly |e - e'| <= radius in the projected space, see `params`), and which secret each decoded to:
+frames of one face decode to the same secret, so a multi-frame policy can agree on one candidate
+and pay Argon2id once, in `confirm`. A record is bound to its label (the device uses the user
+name): the same record under another label confirms nothing. Keys and decoded secrets live in the
+attempt's memory only and are dropped when it closes.
+
+For the microcontroller's match (hardened mode, `firmware_bridge`): `probe_vector` gives the
+projected, rounded probe e' it is sent, `device_lattice` the reduced basis it decodes with, and
+`sealed_record` / `sealed_fields` the host record that holds its sealed helper vector.
+
+Everything below this module (decomposed Rep, lattices, decoders) is `latticelock.kernels.hazmat`,
+for attack and research code only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from latticelock.kernels.errors import RecordError, SchemeError
+from latticelock.kernels.families import family
+from latticelock.kernels.hazmat.decode import BACKENDS as DECODER_BACKENDS
+from latticelock.kernels.hazmat.lattice import reduced_basis_for
+from latticelock.kernels.hazmat.rep import SCHEME_ID, L2FERep, PublicLattice, centred, preprocess
+from latticelock.kernels.kdf import KdfCost
+from latticelock.kernels.params import get_parameter_set
+from latticelock.kernels.projection import Projection
+from latticelock.kernels.record import Record
+from latticelock.kernels.scheme import as_embedding, as_embeddings
+
+__all__ = ["DECODER_BACKENDS", "Attempt", "Candidate", "DeviceLattice", "Gallery", "device_lattice", "enrol",
+           "lattice_id", "probe_vector", "sealed_fields", "sealed_record"]
+
+SEALED_SCHEME_ID = "l2fe-hash-mcu"
+SEALED_FIELDS = ("lattice", "sealed")
+LATTICE_ID_BYTES = 32
+
+
+def enrol(
+    template: np.ndarray,
+    parameter_set: str,
+    *,
+    label: bytes,
+    kdf: KdfCost | None = None,
+    backend: str = "auto",
+    projection: Projection | None = None,
+) -> Record:
+    """Gen on one template (a unit-norm 512-d embedding): a plain L2FE-Hash record bound to `label`.
+
+    `kdf` replaces the set's Argon2id cost (evaluations and tests only: decisions never depend on it),
+    `projection` the set's shipped PCA (synthetic tests only); `backend` picks the decoders' hardware."""
+    from latticelock.kernels.l2fe import L2FEScheme
+
+    return L2FEScheme(parameter_set, label=label, kdf=kdf, backend=backend, projection=projection).enroll(template)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A user whose lattice decoded a probe within the radius, and which secret it decoded to.
+
+    `secret_id` is the same for every probe of the attempt that decoded to the same secret of the same
+    user (the secret itself stays inside the attempt)."""
+
+    user: str
+    secret_id: int
+
+
+@dataclass(frozen=True)
+class _Entry:
+    user: str
+    label: bytes
+    record: Record
+    lattice: PublicLattice
+
+
+class Gallery:
+    """The enrolled users' plain L2FE-Hash records, checked once and with their public lattices rebuilt.
+
+    Options as for `enrol`. Raises RecordError naming the user for a record the recipe cannot match: a baseline (evaluation-only
+    scheme), a hardened record (only its microcontroller can match it) or a corrupt one."""
+
+    def __init__(
+        self,
+        records: Mapping[str, Record],
+        *,
+        kdf: KdfCost | None = None,
+        backend: str = "auto",
+        projection: Projection | None = None,
+    ) -> None:
+        self._reps: dict[str, L2FERep] = {}
+        self._groups: dict[str, list[_Entry]] = {}
+        for user, record in records.items():
+            what = family(record.scheme_id)
+            if record.scheme_id != SCHEME_ID:
+                reason = "is an evaluation baseline" if what.baseline else "can only be matched by its microcontroller"
+                raise RecordError(f"user {user!r}: a {what.title} record {reason}")
+            rep = self._reps.get(record.parameter_set)
+            if rep is None:
+                rep = self._reps[record.parameter_set] = L2FERep(
+                    record.parameter_set, kdf=kdf, backend=backend, projection=projection
+                )
+            try:
+                lattice = rep.public_lattice(record)
+            except RecordError as exc:
+                raise RecordError(f"user {user!r}: {exc}") from None
+            self._groups.setdefault(record.parameter_set, []).append(_Entry(user, user.encode("utf-8"), record, lattice))
+
+    @property
+    def users(self) -> list[str]:
+        return [entry.user for entries in self._groups.values() for entry in entries]
+
+    def attempt(self) -> "Attempt":
+        return Attempt(self)
+
+    def warm_up(self) -> None:
+        """Compile the decoders now: uniform random targets decode to nothing, so no KDF runs."""
+        rng = np.random.default_rng()
+        for parameter_set, entries in self._groups.items():
+            p = self._reps[parameter_set].params
+            self._reps[parameter_set].decode(
+                [e.lattice.basis for e in entries], centred(rng.integers(0, p.q, size=(len(entries), p.m)), p.q)
+            )
+
+    def collisions(self, template: np.ndarray) -> list[str]:
+        """The users whose record `template` unlocks (an enrolment that would let one person in as another)."""
+        with self.attempt() as attempt:
+            return sorted({c.user for c in attempt.offer(template) if attempt.confirm(c) is not None})
+
+
+class Attempt:
+    """One unlock attempt: probes in, candidates out, one KDF per distinct (user, secret) confirmed."""
+
+    def __init__(self, gallery: Gallery) -> None:
+        self._gallery = gallery
+        self._secrets: list[tuple[_Entry, np.ndarray]] = []
+        self._ids: dict[tuple[str, bytes], int] = {}
+        self._keys: dict[int, bytes | None] = {}
+
+    def offer(self, embedding: np.ndarray) -> tuple[Candidate, ...]:
+        """The users whose lattice decodes this probe within the radius (no KDF)."""
+        return self.offer_many(as_embedding(embedding)[None, :])[0]
+
+    def offer_many(self, embeddings: np.ndarray) -> list[tuple[Candidate, ...]]:
+        """`offer` for k probes at once, in one batched decode per parameter set."""
+        probes = as_embeddings(embeddings)
+        found: list[list[Candidate]] = [[] for _ in range(len(probes))]
+        for parameter_set, entries in self._gallery._groups.items():
+            rep = self._gallery._reps[parameter_set]
+            targets = np.concatenate([rep.targets(e.record, probes) for e in entries])
+            bases = [e.lattice.basis for e in entries for _ in range(len(probes))]
+            vectors, ok = rep.decode(bases, targets)
+            for row in np.flatnonzero(ok):
+                entry, probe = entries[row // len(probes)], row % len(probes)
+                s = entry.lattice.solver.solve(vectors[row])
+                if s is not None:
+                    found[probe].append(Candidate(entry.user, self._secret_id(entry, s)))
+        return [tuple(c) for c in found]
+
+    def confirm(self, candidate: Candidate) -> bytes | None:
+        """The user's key if the candidate's secret is the record's (one KDF, memoised), else None."""
+        if candidate.secret_id not in self._keys:
+            if not 0 <= candidate.secret_id < len(self._secrets):
+                raise SchemeError("candidate does not belong to this attempt")
+            entry, s = self._secrets[candidate.secret_id]
+            rep = self._gallery._reps[entry.record.parameter_set]
+            self._keys[candidate.secret_id] = rep.check_secret(entry.record, s, entry.label)
+        return self._keys[candidate.secret_id]
+
+    def close(self) -> None:
+        """Forget the decoded secrets and keys (memory only)."""
+        self._secrets.clear()
+        self._ids.clear()
+        self._keys.clear()
+
+    def __enter__(self) -> "Attempt":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _secret_id(self, entry: _Entry, s: np.ndarray) -> int:
+        key = (entry.user, np.ascontiguousarray(s, dtype=np.int64).tobytes())
+        if key not in self._ids:
+            self._ids[key] = len(self._secrets)
+            self._secrets.append((entry, s))
+        return self._ids[key]
+
+
+# --- hardened mode: what the host prepares for the microcontroller --------------------------------
+
+
+def probe_vector(embedding: np.ndarray, parameter_set: str) -> np.ndarray:
+    """e' = round(scale * P(x)) as int64[m]: what the microcontroller matches (never stored)."""
+    rep = L2FERep(parameter_set)
+    return preprocess(rep.params, rep.projection, as_embedding(embedding)[None, :])[0]
+
+
+@dataclass(frozen=True)
+class DeviceLattice:
+    """The device's public lattice for the microcontroller: L(A) for A expanded from `seed`, its reduced
+    integer basis and the float64 Gram-Schmidt data that guide (never decide) the microcontroller's search."""
+
+    parameter_set: str
+    seed: bytes
+    q: int
+    m: int
+    n: int
+    max_radius: float
+    basis: np.ndarray  # int64[m, m]
+    mu: np.ndarray  # float64[m, m]
+    bstar_sqnorm: np.ndarray  # float64[m]
+    proj: np.ndarray  # float64[m, m]
+
+    @property
+    def lattice_id(self) -> bytes:
+        return lattice_id(self.seed, self.parameter_set)
+
+
+def device_lattice(seed: bytes, parameter_set: str) -> DeviceLattice:
+    """Reduce (and cache) the basis of the device lattice for `parameter_set` from a 32-byte seed."""
+    p = get_parameter_set(parameter_set)
+    rb = reduced_basis_for(seed, p.m, p.n, p.q, p.bkz_block)
+    return DeviceLattice(p.name, bytes(seed), p.q, p.m, p.n, p.radius, rb.basis, rb.mu, rb.bstar_sqnorm, rb.proj)
+
+
+def lattice_id(seed: bytes, parameter_set: str) -> bytes:
+    """A public 32-byte name of a device lattice (binds sealed records to it)."""
+    return hashlib.sha256(b"latticelock/device-lattice\x00" + parameter_set.encode("ascii") + b"\x00" + bytes(seed)).digest()
+
+
+def sealed_record(parameter_set: str, lattice: bytes, sealed: bytes) -> Record:
+    """The host's record of a hardened user: the device lattice's id and the microcontroller's sealed blob."""
+    get_parameter_set(parameter_set)
+    return Record(SEALED_SCHEME_ID, parameter_set, {"lattice": bytes(lattice), "sealed": bytes(sealed)})
+
+
+def sealed_fields(record: Record) -> tuple[bytes, bytes]:
+    """(lattice id, sealed blob) of a hardened record; RecordError if it is not one."""
+    record.expect(SEALED_SCHEME_ID, None, SEALED_FIELDS)
+    get_parameter_set(record.parameter_set)
+    lattice, sealed = record["lattice"], record["sealed"]
+    if not isinstance(lattice, bytes) or len(lattice) != LATTICE_ID_BYTES or not isinstance(sealed, bytes) or not sealed:
+        raise RecordError(f"{SEALED_SCHEME_ID} record needs a {LATTICE_ID_BYTES}-byte lattice id and a sealed blob")
+    return lattice, sealed
