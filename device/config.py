@@ -46,3 +46,18 @@ def resolve(args: Any, config: dict[str, Any], name: str, default: Any) -> Any:
     if value is not None:
         return value
     return config.get(name, default)
+
+
+def setting(args: Any, config: dict[str, Any], name: str, default: Any, kind: type) -> Any:
+    """`resolve`, checked to be of `kind` (str, int or float): a configuration file can hold any JSON,
+    and a number where a path belongs must be a clear error, not a traceback."""
+    value = resolve(args, config, name, default)
+    if value is None:
+        return None
+    if kind is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"setting {name} must be a non-empty string, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        raise ConfigError(f"setting {name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    return kind(value)

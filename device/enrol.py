@@ -3,9 +3,11 @@
 Frames go through the same detect / choose / quality gate as an unlock. The captures must agree:
 each must lie within `max_spread` (L2, unit-norm embeddings) of their medoid, and outliers (a
 second person stepping in, a bad alignment) are dropped and replaced by further frames. The kept
-embeddings are averaged and re-normalised into one template; Gen runs once on it and only its
-record is stored. With a microcontroller attached the record is hardened (its verifier depends on
-the MCU's pepper) and the MCU learns the Ed25519 public key derived from the face key.
+embeddings are averaged and re-normalised into one template. Before anything is stored, the
+template is tried against every enrolled user: a face that would unlock another user's record is
+refused (nothing is written, on flash or on the microcontroller). In a hardened store the
+microcontroller then draws the secret and seals the record (`hardened.enrol`); in a plain store Gen
+runs on the host. Only the record is stored.
 """
 
 from __future__ import annotations
@@ -139,6 +141,40 @@ def collisions(store: FlashStore, user: str, template: np.ndarray, recipe_option
     return Gallery(records, **(recipe_options or {})).collisions(template) if records else []
 
 
+def store_template(
+    user: str,
+    template: np.ndarray,
+    store: FlashStore,
+    parameter_set: str,
+    *,
+    mcu: "McuClient | None" = None,
+    recipe_options: dict | None = None,
+) -> tuple[StoredUser, bytes | None]:
+    """Gen on the template and store the record, refusing a face that unlocks another user.
+
+    Hardened store: the microcontroller seals the record and checks collisions (two-phase, see
+    `hardened.enrol`); returns the user's unlock public key. Plain store: Gen on the host, bound to
+    the user name."""
+    from latticelock.device.store import check_user_name
+
+    check_user_name(user)
+    if store.mode == "hardened":
+        from latticelock.device import hardened
+
+        if mcu is None:
+            raise EnrolmentError(f"{store.path} is a hardened store: attach its microcontroller (--mcu URL)")
+        hardened.reconcile(store, mcu)
+        result = hardened.enrol(store, mcu, user, template, parameter_set, (recipe_options or {}).get("projection"))
+        return result.user, result.public_key
+    from latticelock.kernels.recipe import enrol as gen
+
+    options = dict(recipe_options or {})
+    clashes = collisions(store, user, template, options)
+    if clashes:
+        raise EnrolmentError(f"this face unlocks the record of {', '.join(repr(c) for c in clashes)}: enrolment refused, nothing stored")
+    return store.put(user, gen(template, parameter_set, label=user.encode("utf-8"), **options)), None
+
+
 def enrol(
     user: str,
     source: Source,
@@ -146,20 +182,14 @@ def enrol(
     store: FlashStore,
     parameter_set: str,
     config: EnrolConfig | None = None,
+    *,
+    mcu: "McuClient | None" = None,
     recipe_options: dict | None = None,
 ) -> EnrolResult:
     """Capture, average, refuse a collision, one Gen, store (replacing any earlier record of `user` atomically)."""
-    from latticelock.kernels.recipe import enrol as gen
-
-    config = config or EnrolConfig()
-    options = dict(recipe_options or {})
-    capture = capture_good_frames(source, pipeline, config)
+    capture = capture_good_frames(source, pipeline, config or EnrolConfig())
     template = make_template(capture.embeddings)
-    clashes = collisions(store, user, template, options)
-    if clashes:
-        raise EnrolmentError(f"this face unlocks the record of {', '.join(repr(c) for c in clashes)}: enrolment refused, nothing stored")
-    record = gen(template, parameter_set, label=user.encode("utf-8"), **options)
-    stored = store.put(user, record)
+    stored, public_key = store_template(user, template, store, parameter_set, mcu=mcu, recipe_options=recipe_options)
     del template
-    log.info("enrolled %r from %d frames (%s)", user, len(capture.names), record.scheme_id)
-    return EnrolResult(stored, capture, False, None)
+    log.info("enrolled %r from %d frames (%s)", user, len(capture.names), stored.scheme_id)
+    return EnrolResult(stored, capture, store.mode == "hardened", public_key)

@@ -22,7 +22,7 @@ class CorruptEntryError(StoreError):
 
 
 class InsecureSchemeError(StoreError):
-    """A baseline (non-L2FE) record was offered without `allow_insecure_baselines=True`."""
+    """A record the store's mode does not hold (a baseline, or a plain record in a hardened store)."""
 
 
 class UnknownUserError(StoreError):

@@ -29,12 +29,13 @@ import numpy as np
 
 from latticelock.device.errors import DeviceError
 from latticelock.device.lockout import Lockout
-from latticelock.device.policy import DEFAULT_POLICY, AttemptPolicy, Decision, PolicyConfig, Verdict
+from latticelock.device.policy import DEFAULT_POLICY, DEVICE_LIMITS, AttemptPolicy, Decision, PolicyConfig, Verdict
 from latticelock.device.quality import QualityConfig, assess
 from latticelock.device.sources import Frame, Source
 from latticelock.device.store import FlashStore
 
 if TYPE_CHECKING:
+    from latticelock.device.hardened import Proof
     from latticelock.firmware_bridge.client import McuClient
     from latticelock.kernels.recipe import Gallery
     from latticelock.models.pipeline import FacePipeline
@@ -61,6 +62,8 @@ class UnlockResult:
     frames: list[FrameReport] = field(default_factory=list)
     key: bytes | None = None
     """Plain mode: the accepted user's face key (memory only)."""
+    proof: "Proof | None" = None
+    """Hardened mode: the microcontroller's signature and the public key that checks it."""
 
     @property
     def accepted(self) -> bool:
@@ -117,7 +120,7 @@ class PlainMatcher:
 
 
 class Authenticator:
-    """Unlock attempts against the users of one store."""
+    """Unlock attempts against the users of one store (hardened: through the microcontroller; plain: on the host)."""
 
     def __init__(
         self,
@@ -133,36 +136,35 @@ class Authenticator:
     ) -> None:
         self.store = store
         self.pipeline = pipeline
-        self.policy = policy or DEFAULT_POLICY
+        # Whatever the settings say, an attempt is never looser than the device's limits.
+        self.policy = (policy or DEFAULT_POLICY).check_within(DEVICE_LIMITS)
         self.quality = quality or QualityConfig()
         self.lockout = lockout if lockout is not None else Lockout(store)
+        self.hardened = store.mode == "hardened"
+        if self.hardened and mcu is None:
+            raise DeviceError(f"{store.path} is a hardened store: attach its microcontroller (--mcu URL)")
         self.mcu = mcu
         self.recipe_options = dict(recipe_options or {})
         self.reload()
-        if warm_up:
+        if warm_up and not self.hardened:
             self.gallery.warm_up()
 
     def reload(self) -> None:
-        """Read the enrolled users and rebuild their public lattices once (DeviceError if none is usable)."""
-        from latticelock.kernels.errors import KernelsError
-        from latticelock.kernels.recipe import Gallery
+        """Read the enrolled users (DeviceError if none is usable); hardened: reconcile with the chip first."""
+        if self.hardened:
+            from latticelock.device.hardened import reconcile, sealed_users
 
-        records = {}
-        self.skipped: list[tuple[str, str]] = []
-        for user in self.store.users():
-            try:
-                record = user.record()
-                Gallery({user.name: record}, **self.recipe_options)
-            except KernelsError as exc:
-                log.warning("skipping user %r: unusable record (%s)", user.name, exc)
-                self.skipped.append((user.name, str(exc)))
-            else:
-                records[user.name] = record
-        if not records:
+            reconcile(self.store, self.mcu)
+            self.sealed, self.skipped = sealed_users(self.store)
+            self.user_names = [u.name for u in self.sealed]
+        else:
+            self.gallery, self.skipped = _plain_gallery(self.store, self.recipe_options)
+            self.user_names = self.gallery.users if self.gallery else []
+        for name, why in self.skipped:
+            log.warning("skipping user %r: unusable record (%s)", name, why)
+        if not self.user_names:
             reasons = "; ".join(f"{name}: {why}" for name, why in self.skipped)
             raise DeviceError(f"no usable users are enrolled in {self.store.path}" + (f" ({reasons})" if reasons else ""))
-        self.gallery = Gallery(records, **self.recipe_options)
-        self.user_names = self.gallery.users
 
     def check_frame(self, frame: Frame) -> tuple[FrameReport, np.ndarray | None]:
         """(report, embedding) for one frame; the embedding is None when the frame has no usable face."""
@@ -182,10 +184,22 @@ class Authenticator:
         seconds["embed"] = time.perf_counter() - t2
         return FrameReport(frame.index, frame.name, "usable", seconds), embedding
 
-    def unlock(self, source: Source) -> UnlockResult:
-        """One unlock attempt on the frames of `source` (raises LockedOutError while backing off)."""
+    def _matcher(self, purpose: int, account: int, message: bytes) -> Matcher:
+        if self.hardened:
+            from latticelock.device.hardened import HardenedMatcher
+
+            return HardenedMatcher(self.mcu, self.sealed, self.policy, purpose, account, message,
+                                   self.recipe_options.get("projection"))
         self.lockout.check()
-        matcher = PlainMatcher(self.gallery, self.policy)
+        return PlainMatcher(self.gallery, self.policy)
+
+    def unlock(self, source: Source, purpose: int = 1, account: int = 0, message: bytes = b"") -> UnlockResult:
+        """One attempt on the frames of `source`: an unlock (purpose 1), or a wallet address (2) / signature
+        over `message` (3) for `account`. Raises the microcontroller's refusals (locked out, passcode
+        required) after logging them, and the host's LockedOutError in plain mode."""
+        from latticelock.firmware_bridge.errors import BridgeError
+
+        matcher = self._matcher(purpose, account, message)
         reports: list[FrameReport] = []
         started: float | None = None
         verdict: Verdict | None = None
@@ -207,16 +221,42 @@ class Authenticator:
                 if verdict.decision is not Decision.PENDING:
                     break
             if verdict is None or verdict.decision is Decision.PENDING:
-                usable = any(r.outcome not in ("no face",) and not r.outcome.startswith("low quality") for r in reports)
+                usable = any(r.outcome != "no face" and not r.outcome.startswith("low quality") for r in reports)
                 verdict = matcher.finish("source ended before a decision" if usable else "no usable face")
-            key = matcher.key
+        except BridgeError as exc:
+            # A refusal or a broken link mid-attempt still belongs in the log.
+            self.lockout.log_attempt("refused", frames=len(reports), reason=f"microcontroller: {exc}")
+            raise
         finally:
             matcher.close()
         latency = 0.0 if started is None else time.perf_counter() - started
+        self._count(verdict)
+        return UnlockResult(verdict, len(reports), latency, reports, getattr(matcher, "key", None), getattr(matcher, "proof", None))
+
+    def _count(self, verdict: Verdict) -> None:
         if verdict.decision is Decision.ACCEPT:
             self.lockout.record_success(verdict.user, frames=verdict.frames)
         elif verdict.frames == 0:
             self.lockout.log_attempt("no-face", frames=0, reason=verdict.reason)
+        elif self.hardened:
+            # The chip counted it; the host only logs.
+            self.lockout.log_attempt("reject", frames=verdict.frames, reason=verdict.reason)
         else:
             self.lockout.record_failure(frames=verdict.frames, reason=verdict.reason)
-        return UnlockResult(verdict, len(reports), latency, reports, key)
+
+
+def _plain_gallery(store: FlashStore, options: dict) -> tuple["Gallery | None", list[tuple[str, str]]]:
+    """The recipe's gallery of the store's usable plain records, and (name, reason) for the others."""
+    from latticelock.kernels.errors import KernelsError
+    from latticelock.kernels.recipe import Gallery
+
+    records, skipped = {}, []
+    for user in store.users():
+        try:
+            record = user.record()
+            Gallery({user.name: record}, **options)
+        except KernelsError as exc:
+            skipped.append((user.name, str(exc)))
+        else:
+            records[user.name] = record
+    return (Gallery(records, **options) if records else None), skipped

@@ -2,7 +2,7 @@
 
 Layout of a store directory:
 
-    STORE               format header: magic, format version, SHA-256
+    STORE               format header: magic, format version, mode (hardened or plain), SHA-256
     users/<hex>.rec     one file per user (file name = hex of the UTF-8 user name)
     lockout.bin         failed-attempt counters (see `lockout`)
     attempts.log        JSON lines, one per unlock attempt, without biometric data
@@ -47,9 +47,24 @@ from latticelock.device.errors import (
 log = logging.getLogger(__name__)
 
 STORE_MAGIC = b"LATTICELOCK-STORE\n"
-STORE_VERSION = 1
+STORE_VERSION = 2
 USER_MAGIC = b"LLUR"
-USER_VERSION = 1
+USER_VERSION = 2
+# What a store holds: hardened records (matched by the microcontroller) or, only on explicit request,
+# plain L2FE-Hash records (matched on the host; a stolen flash gives the face back).
+MODES = ("hardened", "plain")
+
+
+def accepts(mode: str, scheme_id: str) -> bool:
+    """Whether a store of `mode` holds records of `scheme_id` (facts from `kernels.families`)."""
+    from latticelock.kernels.errors import RecordError
+    from latticelock.kernels.families import family
+
+    try:
+        what = family(scheme_id)
+    except RecordError:
+        return False
+    return what.needs_mcu if mode == "hardened" else not (what.baseline or what.needs_mcu)
 DIGEST_SIZE = 32
 MAX_NAME_BYTES = 64
 MAX_RECORD_BYTES = 4 << 20
@@ -65,11 +80,6 @@ class StorableRecord(Protocol):
     scheme_id: str
 
     def to_bytes(self) -> bytes: ...
-
-
-def is_secure_scheme(scheme_id: str) -> bool:
-    """True for L2FE-Hash records; the baselines ("unprotected", "mrp", "facial-fe") leak the face."""
-    return scheme_id.startswith("l2fe")
 
 
 def check_user_name(name: str) -> bytes:
@@ -100,6 +110,16 @@ class StoredUser:
         from latticelock.kernels.record import parse_record
 
         return parse_record(self.record_bytes)
+
+    @property
+    def parameter_set(self) -> str | None:
+        """The record's parameter set (its operating point), or None if the record is unreadable."""
+        from latticelock.kernels.errors import KernelsError
+
+        try:
+            return self.record().parameter_set
+        except KernelsError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -168,7 +188,7 @@ def _user_file_name(name: str) -> str:
     return check_user_name(name).hex() + USER_SUFFIX
 
 
-def _check_header(path: Path) -> None:
+def _check_header(path: Path) -> str:
     header = path / "STORE"
     try:
         data = header.read_bytes()
@@ -182,14 +202,20 @@ def _check_header(path: Path) -> None:
     if len(body) < len(STORE_MAGIC) + 2 or not hmac.compare_digest(hashlib.sha256(body).digest(), digest):
         raise StoreError(f"{header}: store header is corrupt (checksum mismatch)")
     (version,) = struct.unpack_from("<H", body, len(STORE_MAGIC))
-    if version == STORE_VERSION and len(body) != len(STORE_MAGIC) + 2:
-        raise StoreError(f"{header}: store header is corrupt ({len(data)} bytes for format version {STORE_VERSION})")
+    if version == 1:
+        raise StoreVersionError(
+            f"{path}: store format 1 holds records from before hardened mode v2 (the microcontroller now "
+            "matches faces itself); re-enrol the users into a new store (README, \"Migrating from format 1\")"
+        )
     if version != STORE_VERSION:
         newer = "a newer" if version > STORE_VERSION else "an older"
         raise StoreVersionError(
             f"{path}: store format version {version} was written by {newer} LatticeLock; "
             f"this build reads version {STORE_VERSION} only and refuses to touch it"
         )
+    if len(body) != len(STORE_MAGIC) + 3 or body[-1] >= len(MODES):
+        raise StoreError(f"{header}: store header is corrupt ({len(data)} bytes for format version {STORE_VERSION})")
+    return MODES[body[-1]]
 
 
 def scan_store(path: Path) -> StoreScan:
@@ -215,22 +241,21 @@ def scan_store(path: Path) -> StoreScan:
     return StoreScan(users, corrupt)
 
 
-def read_store(path: Path) -> list[StoredUser]:
-    """Tolerant reader (forensics): every user that passes its checks; corrupt entries are logged and skipped."""
-    return scan_store(path).users
-
-
 class FlashStore:
     """A directory of versioned, checksummed per-user records plus counters; one writer at a time (flock)."""
 
-    def __init__(self, path: Path | str, *, create: bool = True, allow_insecure_baselines: bool = False) -> None:
+    def __init__(self, path: Path | str, *, create: bool = True, mode: str = "hardened", allow_insecure_baselines: bool = False) -> None:
+        """Open the store at `path`, creating it in `mode` if `create` and there is none. `allow_insecure_baselines`
+        lets forensics simulations store any scheme, baselines included."""
         self.path = Path(path).expanduser()
         self.allow_insecure_baselines = allow_insecure_baselines
+        if mode not in MODES:
+            raise StoreError(f"store mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not (self.path / "STORE").exists():
             if not create:
                 raise StoreError(f"no LatticeLock store at {self.path}")
-            self._create()
-        _check_header(self.path)
+            self._create(mode)
+        self.mode = _check_header(self.path)
         if self.users_dir.exists() and not self.users_dir.is_dir():
             raise StoreError(f"{self.users_dir} is not a directory; the store is damaged")
         with self.locked():
@@ -243,7 +268,7 @@ class FlashStore:
     def users_dir(self) -> Path:
         return self.path / "users"
 
-    def _create(self) -> None:
+    def _create(self, mode: str) -> None:
         if self.path.is_dir() and any(self.path.iterdir()):
             raise StoreError(f"{self.path} exists and is not an empty directory; refusing to make a store there")
         try:
@@ -251,7 +276,7 @@ class FlashStore:
             (self.path / "users").mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StoreError(f"cannot create a store at {self.path}: {exc}") from None
-        body = STORE_MAGIC + struct.pack("<H", STORE_VERSION)
+        body = STORE_MAGIC + struct.pack("<H", STORE_VERSION) + bytes([MODES.index(mode)])
         write_atomic(self.path / "STORE", body + hashlib.sha256(body).digest())
 
     @contextlib.contextmanager
@@ -285,23 +310,34 @@ class FlashStore:
     def __contains__(self, name: str) -> bool:
         return (self.users_dir / _user_file_name(name)).exists()
 
-    def put(self, name: str, record: StorableRecord, *, now: float | None = None) -> StoredUser:
-        """Enrol `name`, atomically replacing any earlier record of the same user."""
+    def next_generation(self, name: str) -> int:
+        """The generation the next enrolment of `name` gets (1 for a new user)."""
+        path = self.users_dir / _user_file_name(name)
+        try:
+            return decode_user(path.read_bytes(), path).generation + 1
+        except FileNotFoundError:
+            return 1
+        except (CorruptEntryError, OSError) as exc:
+            log.warning("replacing unreadable entry: %s", exc)
+            return 1
+
+    def put(self, name: str, record: StorableRecord, *, generation: int | None = None, now: float | None = None) -> StoredUser:
+        """Enrol `name`, atomically replacing any earlier record of the same user (under `generation`, which
+        must be newer than the stored one, or the next one)."""
         scheme_id = record.scheme_id
-        if not is_secure_scheme(scheme_id) and not self.allow_insecure_baselines:
+        if not accepts(self.mode, scheme_id) and not self.allow_insecure_baselines:
             raise InsecureSchemeError(
-                f"scheme {scheme_id!r} is a baseline that leaks the face; the store accepts it only "
-                "with allow_insecure_baselines=True (forensics simulations)"
+                f"a {self.mode} store does not hold {scheme_id!r} records (baselines, which leak the face, "
+                "only in forensics simulations with allow_insecure_baselines=True)"
             )
         record_bytes = record.to_bytes()
         path = self.users_dir / _user_file_name(name)
         with self.locked():
-            generation = 1
-            if path.exists():
-                try:
-                    generation = decode_user(path.read_bytes(), path).generation + 1
-                except CorruptEntryError as exc:
-                    log.warning("replacing corrupt entry: %s", exc)
+            following = self.next_generation(name)
+            if generation is None:
+                generation = following
+            elif generation < following:
+                raise StoreError(f"generation {generation} of {name!r} is not newer than the stored {following - 1}")
             enrolled_at = int(time.time() if now is None else now)
             write_atomic(path, encode_user(name, scheme_id, record_bytes, generation, enrolled_at))
         return StoredUser(name, scheme_id, record_bytes, generation, enrolled_at, path)

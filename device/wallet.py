@@ -1,7 +1,11 @@
-"""A wallet key that exists only while a face is being verified.
+"""A wallet key that exists only while a face is being verified, and the address that names it.
 
-The signing key is derived from the face key that L2FE-Hash reproduces at unlock time (HKDF-SHA256
-under a wallet label and an account number), used, and dropped; nothing of it is stored.
+Hardened mode (a hardware wallet): the microcontroller derives the account key from its own face key
+(pepper and the lattice secret the face decoded to) and signs inside the chip after a match in the
+same session; the host gets the signature and the public key only. Plain mode: the key is derived on
+the host from the face key L2FE-Hash reproduces, used, and dropped. Either way the derivation is
+`firmware_bridge.keys.wallet_key` (HKDF-SHA256 under a wallet label and the account number), and
+nothing of the key is stored.
 
 Why Ed25519 rather than secp256k1: any 32 HKDF output bytes are a valid Ed25519 private key (no
 reduction modulo the group order, no rejection), and its signatures are deterministic (RFC 8032), so
@@ -23,18 +27,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from latticelock.device.errors import DeviceError
 
-WALLET_LABEL = b"latticelock/wallet/ed25519/v1/account/"
 ADDRESS_LABEL = b"latticelock/wallet/address/v1"
 ADDRESS_PREFIX = "ll1"
 
 
 def wallet_key(face_key: bytes, account: int = 0) -> Ed25519PrivateKey:
-    """The account's Ed25519 key, from the 32-byte face key (HKDF-SHA256, wallet label)."""
-    from latticelock.firmware_bridge.keys import derive_ed25519
+    """The account's Ed25519 key from a 32-byte face key (plain mode; the chip derives its own)."""
+    from latticelock.firmware_bridge.keys import wallet_key as derive
 
-    if not 0 <= account < 2**31:
-        raise DeviceError(f"account must be in [0, 2^31), got {account}")
-    return derive_ed25519(face_key, WALLET_LABEL + str(account).encode())
+    try:
+        return derive(face_key, account)
+    except ValueError as exc:
+        raise DeviceError(str(exc)) from None
 
 
 def address_of(public_key: bytes) -> str:

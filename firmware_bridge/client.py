@@ -2,58 +2,89 @@
 
     with McuClient(open_link("/dev/ttyACM0")) as mcu:
         mcu.hello()
-        mac = mcu.mac_for("alice")            # hardened mode: pass as `mac=` to the L2FE derivation
-        ...                                   # L2FE-Hash reproduces the 32-byte face key
-        mcu.unlock_with_face_key("alice", face_key)
+        session = mcu.open_session(Purpose.UNLOCK, k=2, n=3)   # counted on the chip from here
+        mcu.load_record("alice", generation, sealed)           # each user's sealed helper data
+        verdict = mcu.probe(vector)                             # one per frame: pending, accept or reject
 
-Each method raises `McuError` subclasses for the microcontroller's refusals (`RejectedError`,
-`ChallengeError`, `NotProvisioningError`, `LockedOutError`), `ProtocolError` for an answer that
-breaks the protocol and `LinkTimeoutError`/`LinkError` for the wire. Methods are serialised by a
-lock, so threads may share one client.
+Every exchange the device has with the microcontroller goes through this class. Methods raise
+`McuError` subclasses for the microcontroller's refusals (`LockedOutError`, `PasscodeRequiredError`,
+`WrongPasscodeError`, `NotAuthorisedError`, `CollisionError`, `RejectedError`, `SessionError`,
+`NotProvisioningError`), `ProtocolError` for an answer that breaks the protocol and
+`LinkTimeoutError`/`LinkError` for the wire. Methods are serialised by a lock, so threads may share
+one client.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from latticelock.firmware_bridge.errors import (
-    ChallengeError,
+    CollisionError,
     LockedOutError,
     McuError,
+    NotAuthorisedError,
     NotProvisioningError,
+    PasscodeRequiredError,
     ProtocolError,
     RejectedError,
+    SessionError,
+    WrongPasscodeError,
 )
 from latticelock.firmware_bridge.framing import PROTOCOL_VERSION
-from latticelock.firmware_bridge.keys import public_key_bytes, sign_unlock, unlock_key
 from latticelock.firmware_bridge.link import Link
 from latticelock.firmware_bridge.messages import (
-    Challenge,
-    EnrollPubkey,
-    Enrolled,
+    MAX_CHUNK,
+    AbortUser,
+    ChunkOk,
+    CloseSession,
+    CommitUser,
+    EnrollFace,
     Error,
     ErrorCode,
-    GetChallenge,
+    FaceEnrolled,
     Hello,
-    Mac,
+    LatticeChunk,
+    LatticeCommit,
+    LatticeReady,
+    ListUsers,
+    LoadRecord,
     Message,
-    PepperMac,
+    OpenSession,
+    Outcome,
+    Passcode,
+    PasscodeOk,
+    PasscodeSet,
+    Probe,
+    Purpose,
+    RecordLoaded,
     Removed,
     RemoveUser,
+    Session,
+    SessionClosed,
+    SetPasscode,
     Status,
     StatusReport,
-    Unlock,
-    Unlocked,
+    UserAborted,
+    UserCommitted,
+    UserList,
+    VerdictMessage,
     Version,
+    decode_user_list,
+    encode_vector,
 )
 
 _ERRORS: dict[int, type[McuError]] = {
     ErrorCode.REJECTED: RejectedError,
-    ErrorCode.NO_CHALLENGE: ChallengeError,
+    ErrorCode.NO_SESSION: SessionError,
     ErrorCode.NOT_PROVISIONING: NotProvisioningError,
     ErrorCode.LOCKED_OUT: LockedOutError,
+    ErrorCode.PASSCODE_REQUIRED: PasscodeRequiredError,
+    ErrorCode.WRONG_PASSCODE: WrongPasscodeError,
+    ErrorCode.NOT_AUTHORISED: NotAuthorisedError,
+    ErrorCode.COLLISION: CollisionError,
 }
 
 M = TypeVar("M", bound=Message)
@@ -65,6 +96,24 @@ def raise_for_error(error: Error) -> None:
     raise cls(error.code, error.code_name, error.detail, error.retry_after_ms / 1000)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The chip's answer to one probe."""
+
+    outcome: Outcome
+    user: str | None
+    public_key: bytes | None
+    signature: bytes | None
+    probes_left: int
+
+
+@dataclass(frozen=True)
+class UserEntry:
+    name: str
+    active_generation: int  # 0: none
+    pending_generation: int  # 0: none
+
+
 class McuClient:
     """Requests to the microcontroller over a `Link`."""
 
@@ -73,31 +122,17 @@ class McuClient:
         self.timeout = timeout
         self._lock = threading.Lock()
 
+    # --- status and passcode --------------------------------------------------------------------
+
     def hello(self) -> Version:
-        """The microcontroller's protocol and firmware versions, device id and mode."""
+        """The microcontroller's protocol and firmware versions, device id, mode, passcode and lattice."""
         version = self._request(Hello(), Version)
         if version.protocol != PROTOCOL_VERSION:
             raise ProtocolError(f"microcontroller speaks protocol {version.protocol}, expected {PROTOCOL_VERSION}")
         return version
 
-    def get_challenge(self) -> bytes:
-        """A fresh 32-byte nonce; it replaces any earlier one and is valid for one UNLOCK."""
-        return self._request(GetChallenge(), Challenge).nonce
-
-    def unlock(self, user: str, signature: bytes) -> None:
-        """Present `user`'s signature over the current nonce; raises RejectedError if it does not verify."""
-        self._request(Unlock(user, signature), Unlocked)
-
-    def enroll_pubkey(self, user: str, public_key: bytes) -> bool:
-        """Store `user`'s unlock public key (provisioning mode only); True if it replaced an older key."""
-        return self._request(EnrollPubkey(user, public_key), Enrolled).replaced
-
-    def remove_user(self, user: str) -> None:
-        """Forget `user`'s public key (provisioning mode only)."""
-        self._request(RemoveUser(user), Removed)
-
     def status(self) -> dict[str, Any]:
-        """Mode, user count and the attempt counters, as a JSON-ready dict."""
+        """Mode, user count, counters and lockouts, as a JSON-ready dict."""
         report = self._request(Status(), StatusReport)
         return {
             "provisioning": report.provisioning,
@@ -105,28 +140,82 @@ class McuClient:
             "failures": report.failures,
             "max_failures": report.max_failures,
             "lockout_remaining_s": report.lockout_remaining_ms / 1000,
+            "passcode_required": report.passcode_required,
+            "passcode_failures": report.passcode_failures,
+            "passcode_lockout_remaining_s": report.passcode_lockout_ms / 1000,
+            "attempts_left_today": report.attempts_left_today,
             "lockouts": report.lockouts,
             "unlocks": report.unlocks,
+            "admin": report.admin,
         }
 
-    def pepper_mac(self, user: str, data: bytes) -> bytes:
-        """HMAC-SHA256 under the microcontroller's pepper; counts as an attempt until an unlock succeeds."""
-        return self._request(PepperMac(user, data), Mac).mac
+    def set_passcode(self, new: str, current: str = "") -> None:
+        """Set the device passcode (the first one in provisioning mode; later ones need the current one)."""
+        self._request(SetPasscode(current, new), PasscodeSet)
 
-    def mac_for(self, user: str) -> Callable[[bytes], bytes]:
-        """`pepper_mac` bound to `user`: the `mac` callable the hardened L2FE derivation takes."""
-        return lambda data: self.pepper_mac(user, data)
+    def passcode(self, passcode: str) -> bool:
+        """Enter the passcode: unlocks the device, lifts the face lockout; True if it opened the admin window."""
+        return self._request(Passcode(passcode), PasscodeOk).admin
 
-    def enroll_face_key(self, user: str, face_key: bytes) -> bytes:
-        """Derive `user`'s unlock key pair from the face key and enrol its public half; returns it."""
-        public_key = public_key_bytes(unlock_key(face_key))
-        self.enroll_pubkey(user, public_key)
-        return public_key
+    # --- provisioning ---------------------------------------------------------------------------
 
-    def unlock_with_face_key(self, user: str, face_key: bytes) -> None:
-        """The whole unlock: fetch a nonce, sign it with the key derived from the face key, present it."""
-        key = unlock_key(face_key)
-        self.unlock(user, sign_unlock(key, self.get_challenge(), user))
+    def provision_lattice(self, parameter_set: str, seed: bytes, tables: bytes, radius_sq: int) -> bytes:
+        """Upload the device lattice's decoding tables in chunks; returns the lattice id the chip binds records to."""
+        for offset in range(0, len(tables), MAX_CHUNK):
+            chunk = tables[offset : offset + MAX_CHUNK]
+            received = self._request(LatticeChunk(offset, chunk), ChunkOk).received
+            if received != offset + len(chunk):
+                raise ProtocolError(f"microcontroller holds {received} bytes of the tables, expected {offset + len(chunk)}")
+        digest = hashlib.sha256(tables).digest()
+        return self._request(LatticeCommit(parameter_set, seed, radius_sq, len(tables), digest), LatticeReady).lattice_id
+
+    def enroll_face(self, user: str, generation: int, radius_sq: int, vector) -> FaceEnrolled:
+        """Stage `user`'s new record (pending until `commit_user`): the sealed helper data and the unlock public key."""
+        return self._request(EnrollFace(user, generation, radius_sq, encode_vector(vector)), FaceEnrolled)
+
+    def commit_user(self, user: str, generation: int) -> None:
+        self._request(CommitUser(user, generation), UserCommitted)
+
+    def abort_user(self, user: str) -> None:
+        self._request(AbortUser(user), UserAborted)
+
+    def remove_user(self, user: str) -> None:
+        """Forget `user` (provisioning mode, administrator)."""
+        self._request(RemoveUser(user), Removed)
+
+    def list_users(self) -> list[UserEntry]:
+        """Every user the chip knows, with its active and pending generations."""
+        entries: list[UserEntry] = []
+        while True:
+            listing = self._request(ListUsers(len(entries)), UserList)
+            batch = [UserEntry(*entry) for entry in decode_user_list(listing.entries)]
+            entries += batch
+            if len(entries) >= listing.total or not batch:
+                return entries
+
+    # --- sessions -------------------------------------------------------------------------------
+
+    def open_session(self, purpose: Purpose, k: int = 0, n: int = 0, account: int = 0, message: bytes = b"") -> Session:
+        """Open a session (replacing any other); for a face purpose this is the counted attempt."""
+        return self._request(OpenSession(int(purpose), k, n, account, message), Session)
+
+    def load_record(self, user: str, generation: int, sealed: bytes) -> None:
+        self._request(LoadRecord(user, generation, sealed), RecordLoaded)
+
+    def probe(self, vector) -> Verdict:
+        answer = self._request(Probe(encode_vector(vector)), VerdictMessage)
+        try:
+            outcome = Outcome(answer.outcome)
+        except ValueError:
+            raise ProtocolError(f"unknown probe outcome {answer.outcome}") from None
+        accepted = outcome is Outcome.ACCEPT
+        return Verdict(outcome, answer.user if accepted else None, answer.public_key if accepted else None,
+                       answer.signature if accepted else None, answer.probes_left)
+
+    def close_session(self) -> None:
+        self._request(CloseSession(), SessionClosed)
+
+    # --- plumbing -------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the link."""

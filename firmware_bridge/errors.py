@@ -79,11 +79,27 @@ class McuError(BridgeError):
 
 
 class RejectedError(McuError):
-    """The unlock signature did not verify (wrong key, unknown user or replayed signature)."""
+    """A record the microcontroller refused (not this chip's, user's or generation's; one reason for all)."""
 
 
-class ChallengeError(McuError):
-    """No challenge was outstanding: never requested, already used, or expired."""
+class SessionError(McuError):
+    """No session is open: never opened, ended by a decision, replaced, or expired."""
+
+
+class PasscodeRequiredError(McuError):
+    """Faces are refused until the device passcode is entered (after a restart or too many failures)."""
+
+
+class WrongPasscodeError(McuError):
+    """The passcode was wrong; `retry_after` says how long the next guess must wait."""
+
+
+class NotAuthorisedError(McuError):
+    """An administrator's request without the device passcode (or before one is set)."""
+
+
+class CollisionError(McuError):
+    """The face being enrolled unlocks another user's record; nothing was enrolled."""
 
 
 class NotProvisioningError(McuError):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from latticelock.firmware_bridge.errors import ChecksumError, FrameError, OversizeFrameError, VersionError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DELIMITER = 0x00
 HEADER = struct.Struct(">BBH")
 CRC = struct.Struct(">I")

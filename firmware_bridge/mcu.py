@@ -1,72 +1,143 @@
 """The microcontroller's firmware logic: one request frame in, one answer frame out.
 
 No transport here (that is `simulator.py`), so the rules can be tested directly with an injected
-clock. The rules, specified in PROTOCOL.md:
+clock. The microcontroller decides every face itself (hardened mode v2, PROTOCOL.md):
 
-- GET_CHALLENGE draws a fresh 32-byte nonce from the OS CSPRNG; there is one outstanding nonce at
-  a time, it expires after `nonce_ttl` seconds and the next UNLOCK consumes it whatever the result,
-  so a replayed signature meets either no nonce or a different one.
-- ENROLL_PUBKEY and REMOVE_USER are honoured only in provisioning mode (a kiosk jumper, not a
-  message: nothing on the wire can switch it on).
-- Hardened mode: PEPPER_MAC answers HMAC-SHA256(pepper, u8 len(user) || user || data). Outside
-  provisioning mode every PEPPER_MAC and every failed UNLOCK is a failed attempt until a successful
-  UNLOCK clears the count; the count is written to flash before the MAC is released, so cutting the
-  power cannot buy a free guess. From `max_failures` consecutive failures on, each failure locks
-  PEPPER_MAC and UNLOCK for `backoff_base * 2**(failures - max_failures)` seconds (at most
-  `backoff_max`); the lock survives restarts.
+- The host opens a session (OPEN_SESSION) for an unlock, a wallet address or a wallet signature.
+  Opening it is the attempt: it is counted on flash before the session exists, and only an accepted
+  match clears the count. The host loads the users' sealed helper data (LOAD_RECORD; the chip opens
+  it with a key derived from its pepper and checks it against the digest it keeps per user), then
+  sends one probe vector per frame (PROBE). The chip decodes each probe against every loaded user
+  (`lattice_match`), checks the recovered secret against the sealed tag, and applies the k-of-n
+  rule; it answers pending, reject, or accept with a signature made inside the chip (over the
+  session nonce, or the wallet message). Nothing it sends depends on c, the secret or a key beyond
+  that accept/reject and the signature.
+- Limits no host can lift: n probes per session (at most `MAX_PROBES`), a session lifetime, one
+  session at a time, k at least the provisioned policy's; back-off after `max_failures` counted
+  attempts (doubling), a passcode after `passcode_after` of them and after every restart, and a
+  daily budget of face decisions (`daily_attempts`, refunded by an accepted unlock) that bounds even
+  a thief who knows the passcode.
+- Provisioning mode (a jumper, never a message) allows the administrator, once authenticated with
+  the device passcode, to provision the device lattice, enrol (two-phase: ENROLL_FACE stages the new
+  record as pending, COMMIT_USER makes it active once the host has stored it) and remove users.
+  Enrolment checks the new face against every enrolled user first and refuses a collision; each
+  check draws on the daily budget, so it is no free oracle either.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import hmac as crypto_hmac
+import numpy as np
 
-from latticelock.firmware_bridge import mcu_state
+from latticelock.firmware_bridge import mcu_state, passcode
 from latticelock.firmware_bridge.errors import MessageError, StateError, UnknownMessageError
 from latticelock.firmware_bridge.framing import MAX_PAYLOAD, PROTOCOL_VERSION, Frame
-from latticelock.firmware_bridge.keys import verify_unlock
+from latticelock.firmware_bridge.keys import (
+    public_key_bytes,
+    unlock_key,
+    unlock_message,
+    wallet_key,
+    wallet_proof_message,
+)
+from latticelock.firmware_bridge.lattice_match import (
+    MAX_RADIUS_SQ,
+    LatticeTables,
+    OpCounts,
+    TableError,
+    expand_matrix,
+    match,
+    validate,
+    warm_up,
+)
 from latticelock.firmware_bridge.messages import (
+    LATTICE_ID_SIZE,
+    MAX_LISTING,
     NONCE_SIZE,
+    PUBLIC_KEY_SIZE,
     REQUESTS,
-    Challenge,
-    EnrollPubkey,
-    Enrolled,
+    SIGNATURE_SIZE,
+    AbortUser,
+    ChunkOk,
+    CloseSession,
+    CommitUser,
+    EnrollFace,
     Error,
     ErrorCode,
-    GetChallenge,
+    FaceEnrolled,
     Hello,
-    Mac,
+    LatticeChunk,
+    LatticeCommit,
+    LatticeReady,
+    ListUsers,
+    LoadRecord,
     Message,
-    PepperMac,
+    OpenSession,
+    Outcome,
+    Passcode,
+    PasscodeOk,
+    PasscodeSet,
+    Probe,
+    Purpose,
+    RecordLoaded,
     Removed,
     RemoveUser,
+    Session,
+    SessionClosed,
+    SetPasscode,
     Status,
     StatusReport,
-    Unlock,
-    Unlocked,
+    UserAborted,
+    UserCommitted,
+    UserList,
+    VerdictMessage,
     Version,
     clip_detail,
     decode_message,
+    decode_vector,
+    encode_user_list,
 )
+from latticelock.firmware_bridge.sealing import ChipKeys, SealError, face_key, secret_tag, seal, tags_equal, unseal
 
-FIRMWARE = "latticelock-sim/1"
+FIRMWARE = "latticelock-sim/2"
 MAX_USERS = 64
-# An unknown user's signature is checked against this key (RFC 8032's first test key) so that both
-# kinds of rejection cost the same; the result is ignored, as the user has no key.
-_DUMMY_PUBLIC_KEY = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+MAX_PROBES = 5
+MAX_TABLES = 64 * 1024
+LATTICE_LABEL = b"latticelock/device-lattice/v2"
+_NO_KEY, _NO_SIGNATURE = bytes(PUBLIC_KEY_SIZE), bytes(SIGNATURE_SIZE)
 
 
-def pepper_mac(pepper: bytes, user: str, data: bytes) -> bytes:
-    """HMAC-SHA256(pepper, u8 len(user) || user || data); the length prefix keeps (user, data) unambiguous."""
-    raw = user.encode("utf-8")
-    mac = crypto_hmac.HMAC(pepper, hashes.SHA256())
-    mac.update(bytes([len(raw)]) + raw + bytes(data))
-    return mac.finalize()
+@dataclass
+class _Lattice:
+    tables: LatticeTables
+    A: np.ndarray
+    rows: object
+    lattice_id: bytes
+
+
+@dataclass
+class _Session:
+    purpose: Purpose
+    k: int
+    n: int
+    account: int
+    message: bytes
+    nonce: bytes
+    opened: float
+    loaded: dict = field(default_factory=dict)
+    probes: int = 0
+    matches: Counter = field(default_factory=Counter)
+    secrets: dict = field(default_factory=dict)
+
+    def wipe(self) -> None:
+        self.loaded.clear()
+        self.secrets.clear()
 
 
 class Mcu:
@@ -78,24 +149,42 @@ class Mcu:
         *,
         provisioning: bool = False,
         clock: Callable[[], float] = time.time,
-        nonce_ttl: float = 30.0,
+        session_ttl: float = 15.0,
         max_failures: int = 5,
         backoff_base: float = 30.0,
         backoff_max: float = 86400.0,
+        passcode_after: int = 10,
+        daily_attempts: int = 100,
+        admin_window: float = 300.0,
+        passcode_iterations: int = passcode.ITERATIONS,
     ) -> None:
-        if not 1 <= max_failures <= 255:
-            raise ValueError("max_failures must be in [1, 255]")
-        if nonce_ttl <= 0 or backoff_base <= 0 or backoff_max < backoff_base:
-            raise ValueError("nonce_ttl and backoff_base must be positive and backoff_max >= backoff_base")
+        if not 1 <= max_failures < passcode_after <= 255:
+            raise ValueError("need 1 <= max_failures < passcode_after <= 255")
+        if session_ttl <= 0 or backoff_base <= 0 or backoff_max < backoff_base or daily_attempts < 1:
+            raise ValueError("session_ttl, backoff_base and daily_attempts must be positive and backoff_max >= backoff_base")
         self.state_dir = Path(state_dir)
         self.state = mcu_state.load_or_create(self.state_dir)
+        self.keys = ChipKeys.from_pepper(self.state.pepper)
         self.provisioning = provisioning
         self.clock = clock
-        self.nonce_ttl = nonce_ttl
+        self.session_ttl = session_ttl
         self.max_failures = max_failures
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self._nonce: tuple[bytes, float] | None = None
+        self.passcode_after = passcode_after
+        self.daily_attempts = daily_attempts
+        self.admin_window = admin_window
+        self.passcode_iterations = passcode_iterations
+        warm_up()
+        self.lattice = self._load_lattice() if self.state.lattice_ready else None
+        # A restart asks for the passcode before any face, as phones do.
+        self._boot_lock = self.state.passcode_set and any(slot.active for slot in self.state.users.values())
+        self._session: _Session | None = None
+        self._admin_until = 0.0
+        self._upload = bytearray()
+        self.counts = OpCounts()
+        """Every operation the decoder spent since start; `last_probe` holds one PROBE's share."""
+        self.last_probe = OpCounts()
 
     # --- dispatch -------------------------------------------------------------------------------
 
@@ -117,115 +206,468 @@ class Mcu:
             return Error(ErrorCode.UNEXPECTED, detail=f"{type(request).__name__} is not a request")
         handler = {
             Hello: self._hello,
-            GetChallenge: self._get_challenge,
-            Unlock: self._unlock,
-            EnrollPubkey: self._enroll,
-            RemoveUser: self._remove,
             Status: self._status,
-            PepperMac: self._pepper_mac,
+            SetPasscode: self._set_passcode,
+            Passcode: self._passcode,
+            LatticeChunk: self._lattice_chunk,
+            LatticeCommit: self._lattice_commit,
+            OpenSession: self._open_session,
+            LoadRecord: self._load_record,
+            Probe: self._probe,
+            EnrollFace: self._enroll_face,
+            CommitUser: self._commit_user,
+            AbortUser: self._abort_user,
+            RemoveUser: self._remove_user,
+            ListUsers: self._list_users,
+            CloseSession: self._close_session,
         }[type(request)]
         try:
             return handler(request)
         except StateError as exc:
+            # The flash write failed: the request had no effect, and nothing it would have released left the chip.
+            self._end_session()
             return Error(ErrorCode.INTERNAL, detail=clip_detail(str(exc)))
 
-    # --- handlers -------------------------------------------------------------------------------
+    # --- status ---------------------------------------------------------------------------------
 
     def _hello(self, _: Hello) -> Message:
-        return Version(PROTOCOL_VERSION, FIRMWARE, self.state.device_id, self.provisioning, MAX_PAYLOAD)
+        lattice_id = self.lattice.lattice_id if self.lattice else bytes(LATTICE_ID_SIZE)
+        return Version(PROTOCOL_VERSION, FIRMWARE, self.state.device_id, self.provisioning, MAX_PAYLOAD,
+                       self.state.passcode_set, lattice_id)
 
-    def _get_challenge(self, _: GetChallenge) -> Message:
-        nonce = secrets.token_bytes(NONCE_SIZE)
-        self._nonce = (nonce, self.clock())
-        return Challenge(nonce, round(self.nonce_ttl * 1000))
+    def _status(self, _: Status) -> Message:
+        now = self.clock()
+        return StatusReport(
+            provisioning=self.provisioning,
+            users=sum(slot.active for slot in self.state.users.values()),
+            failures=min(self.state.failures, 0xFFFF),
+            max_failures=self.max_failures,
+            lockout_remaining_ms=round(self.lockout_remaining() * 1000),
+            passcode_required=self.passcode_required,
+            passcode_failures=min(self.state.passcode_failures, 0xFFFF),
+            passcode_lockout_ms=round(self._remaining(self.state.passcode_locked_until_ms, now) * 1000),
+            attempts_left_today=min(self._budget(now) // 1000, 0xFFFF),
+            lockouts=self.state.lockouts,
+            unlocks=self.state.unlocks,
+            admin=self._admin(now),
+        )
 
-    def _unlock(self, request: Unlock) -> Message:
-        locked = self._lockout_error()
-        if locked is not None:
-            return locked
-        outstanding, self._nonce = self._nonce, None
-        if outstanding is None:
-            return Error(ErrorCode.NO_CHALLENGE, detail="request a challenge first; each one is single-use")
-        nonce, issued = outstanding
-        if not 0 <= self.clock() - issued <= self.nonce_ttl:
-            return Error(ErrorCode.NO_CHALLENGE, detail="the challenge expired")
-        public_key = self.state.users.get(request.user)
-        valid = verify_unlock(public_key or _DUMMY_PUBLIC_KEY, nonce, request.user, request.signature)
-        if valid and public_key is not None:
-            self.state.failures = 0
-            self.state.locked_until_ms = 0
-            self.state.unlocks += 1
-            self._save()
-            return Unlocked(request.user)
-        self._record_failure()
-        return Error(ErrorCode.REJECTED, detail="signature does not verify")
+    @property
+    def passcode_required(self) -> bool:
+        return self._boot_lock or self.state.passcode_required
 
-    def _enroll(self, request: EnrollPubkey) -> Message:
-        if not self.provisioning:
-            return Error(ErrorCode.NOT_PROVISIONING, detail="enrolment needs provisioning mode")
-        replaced = request.user in self.state.users
-        if not replaced and len(self.state.users) >= MAX_USERS:
-            return Error(ErrorCode.STORAGE_FULL, detail=f"at most {MAX_USERS} users")
-        self.state.users[request.user] = bytes(request.public_key)
+    def lockout_remaining(self) -> float:
+        """Seconds until a face session may be opened again (0 when not locked)."""
+        return self._remaining(self.state.locked_until_ms, self.clock())
+
+    def _remaining(self, until_ms: int, now: float) -> float:
+        # A clock set backwards must not stretch a lock beyond the longest back-off.
+        return min(max(until_ms / 1000 - now, 0.0), self.backoff_max)
+
+    # --- passcode -------------------------------------------------------------------------------
+
+    def _set_passcode(self, request: SetPasscode) -> Message:
+        if self.state.passcode_set:
+            wrong = self._guess(request.current)
+            if wrong is not None:
+                return wrong
+        elif not self.provisioning:
+            return Error(ErrorCode.NOT_PROVISIONING, detail="the first passcode is set in provisioning mode")
+        try:
+            salt, verifier = passcode.new_verifier(request.new, self.passcode_iterations)
+        except passcode.PasscodeFormatError as exc:
+            return Error(ErrorCode.MALFORMED, detail=str(exc))
+        self.state.passcode_salt, self.state.passcode_verifier = salt, verifier
+        self.state.passcode_iterations = self.passcode_iterations
         self._save()
-        return Enrolled(request.user, replaced)
+        if self.provisioning:
+            self._admin_until = self.clock() + self.admin_window
+        return PasscodeSet()
 
-    def _remove(self, request: RemoveUser) -> Message:
+    def _passcode(self, request: Passcode) -> Message:
+        wrong = self._guess(request.passcode)
+        if wrong is not None:
+            return wrong
+        # A correct passcode unlocks the device and lifts the face lockout, as on a phone.
+        state = self.state
+        state.failures, state.locked_until_ms, state.passcode_required = 0, 0, False
+        state.unlocks += 1
+        self._boot_lock = False
+        self._save()
+        if self.provisioning:
+            self._admin_until = self.clock() + self.admin_window
+        return PasscodeOk(self.provisioning)
+
+    def _guess(self, guess: str) -> Error | None:
+        """Check a passcode guess: counted on flash first, delays after failures. None when right."""
+        state = self.state
+        if not state.passcode_set:
+            return Error(ErrorCode.NOT_AUTHORISED, detail="no device passcode is set")
+        now = self.clock()
+        remaining = self._remaining(state.passcode_locked_until_ms, now)
+        if remaining > 0:
+            return Error(ErrorCode.LOCKED_OUT, retry_after_ms=max(1, round(remaining * 1000)),
+                         detail=f"{state.passcode_failures} wrong passcodes")
+        state.passcode_failures += 1
+        state.passcode_locked_until_ms = round((now + passcode.delay_after(state.passcode_failures)) * 1000)
+        self._save()
+        if not passcode.matches(guess, state.passcode_salt, state.passcode_verifier, state.passcode_iterations):
+            delay = passcode.delay_after(state.passcode_failures)
+            return Error(ErrorCode.WRONG_PASSCODE, retry_after_ms=round(delay * 1000),
+                         detail=f"wrong passcode ({state.passcode_failures} in a row)")
+        state.passcode_failures, state.passcode_locked_until_ms = 0, 0
+        self._save()
+        return None
+
+    def _admin(self, now: float) -> bool:
+        return self.provisioning and now <= self._admin_until
+
+    def _require_admin(self) -> Error | None:
         if not self.provisioning:
-            return Error(ErrorCode.NOT_PROVISIONING, detail="removing users needs provisioning mode")
+            return Error(ErrorCode.NOT_PROVISIONING, detail="this needs provisioning mode")
+        if not self.state.passcode_set:
+            return Error(ErrorCode.NOT_AUTHORISED, detail="set the device passcode first")
+        if not self._admin(self.clock()):
+            return Error(ErrorCode.NOT_AUTHORISED, detail="enter the device passcode first")
+        return None
+
+    # --- the device lattice ---------------------------------------------------------------------
+
+    def _lattice_chunk(self, request: LatticeChunk) -> Message:
+        refused = self._require_admin() or self._users_block_lattice()
+        if refused is not None:
+            return refused
+        if request.offset == 0:
+            self._upload = bytearray()
+        if request.offset != len(self._upload) or len(self._upload) + len(request.data) > MAX_TABLES:
+            self._upload = bytearray()
+            return Error(ErrorCode.MALFORMED, detail="chunks must arrive in order and total at most 64 KiB")
+        self._upload += request.data
+        return ChunkOk(len(self._upload))
+
+    def _lattice_commit(self, request: LatticeCommit) -> Message:
+        refused = self._require_admin() or self._users_block_lattice()
+        if refused is not None:
+            return refused
+        data, self._upload = bytes(self._upload), bytearray()
+        if len(data) != request.length or hashlib.sha256(data).digest() != request.digest:
+            return Error(ErrorCode.MALFORMED, detail="lattice tables incomplete or corrupted in transit")
+        if not request.parameter_set.isascii() or not 0 < request.radius_sq < MAX_RADIUS_SQ:
+            return Error(ErrorCode.MALFORMED, detail="bad parameter set name or radius")
+        try:
+            tables = LatticeTables.from_bytes(data)
+            A = expand_matrix(request.seed, tables.m, tables.n, tables.q)
+            rows = validate(tables, A)
+        except TableError as exc:
+            return Error(ErrorCode.REJECTED, detail=clip_detail(f"lattice tables refused: {exc}"))
+        mcu_state.save_tables(self.state_dir, data)
+        state = self.state
+        state.parameter_set, state.lattice_seed, state.lattice_radius_sq = request.parameter_set, request.seed, request.radius_sq
+        state.lattice_digest = hashlib.sha256(data).digest()
+        self._save()
+        self.lattice = _Lattice(tables, A, rows, self._lattice_id())
+        return LatticeReady(self.lattice.lattice_id)
+
+    def _users_block_lattice(self) -> Error | None:
+        if self.state.users:
+            return Error(ErrorCode.LIMIT, detail="remove every user before replacing the device lattice")
+        return None
+
+    def _lattice_id(self) -> bytes:
+        s = self.state
+        return hashlib.sha256(LATTICE_LABEL + s.device_id + s.lattice_seed + s.lattice_digest).digest()
+
+    def _load_lattice(self) -> _Lattice:
+        data = mcu_state.load_tables(self.state_dir)
+        if hashlib.sha256(data).digest() != self.state.lattice_digest:
+            raise StateError("the device lattice in flash does not match its digest")
+        try:
+            tables = LatticeTables.from_bytes(data)
+        except TableError as exc:
+            raise StateError(f"the device lattice in flash is unreadable: {exc}") from None
+        A = expand_matrix(self.state.lattice_seed, tables.m, tables.n, tables.q)
+        return _Lattice(tables, A, validate(tables, A), self._lattice_id())
+
+    # --- sessions -------------------------------------------------------------------------------
+
+    def _open_session(self, request: OpenSession) -> Message:
+        self._end_session()
+        try:
+            purpose = Purpose(request.purpose)
+        except ValueError:
+            return Error(ErrorCode.MALFORMED, detail=f"unknown session purpose {request.purpose}")
+        if self.lattice is None:
+            return Error(ErrorCode.NO_LATTICE, detail="the device lattice is not provisioned")
+        if purpose is Purpose.ENROL:
+            refused = self._require_admin()
+            if refused is not None:
+                return refused
+        else:
+            policy_k, policy_n = self.state.policy_k, min(self.state.policy_n, MAX_PROBES)
+            if not (policy_k <= request.k <= request.n <= policy_n):
+                return Error(ErrorCode.LIMIT, detail=f"sessions allow k >= {policy_k} matches of n <= {policy_n} probes")
+            if (purpose is Purpose.WALLET_SIGN) != bool(request.message):
+                return Error(ErrorCode.MALFORMED, detail="a message to sign goes with a wallet-sign session only")
+            if not any(slot.active for slot in self.state.users.values()):
+                return Error(ErrorCode.UNKNOWN_USER, detail="no user is enrolled")
+            refused = self._face_gate()
+            if refused is not None:
+                return refused
+            self._count_attempt()
+        nonce = secrets.token_bytes(NONCE_SIZE)
+        self._session = _Session(purpose, request.k, request.n, request.account, bytes(request.message), nonce, self.clock())
+        return Session(nonce, request.n if purpose is not Purpose.ENROL else 0, round(self.session_ttl * 1000))
+
+    def _current(self) -> _Session | Error:
+        session = self._session
+        if session is None:
+            return Error(ErrorCode.NO_SESSION, detail="open a session first")
+        if not 0 <= self.clock() - session.opened <= self.session_ttl:
+            self._end_session()
+            return Error(ErrorCode.NO_SESSION, detail="the session expired")
+        return session
+
+    def _end_session(self) -> None:
+        if self._session is not None:
+            self._session.wipe()
+            self._session = None
+
+    def _close_session(self, _: CloseSession) -> Message:
+        self._end_session()
+        return SessionClosed()
+
+    def _load_record(self, request: LoadRecord) -> Message:
+        session = self._current()
+        if isinstance(session, Error):
+            return session
+        slot = self.state.users.get(request.user)
+        refused = Error(ErrorCode.REJECTED, detail="record refused")
+        if slot is None or not slot.active or request.generation != slot.active_generation:
+            return refused
+        if not tags_equal(hashlib.sha256(request.sealed).digest(), slot.active_digest):
+            return refused
+        try:
+            opened = unseal(self.keys, self.state.device_id, self.lattice.lattice_id, request.user,
+                            request.generation, request.sealed, self.lattice.tables.m)
+        except SealError:
+            return refused
+        session.loaded[request.user] = (request.generation, opened)
+        return RecordLoaded(request.user)
+
+    def _vector(self, blob: bytes) -> np.ndarray | Error:
+        try:
+            values = np.array(decode_vector(blob), dtype=np.int64)
+        except MessageError as exc:
+            return Error(ErrorCode.MALFORMED, detail=str(exc))
+        q, m = self.lattice.tables.q, self.lattice.tables.m
+        if values.shape != (m,) or np.any(np.abs(values) > q // 2):
+            return Error(ErrorCode.MALFORMED, detail=f"a vector has {m} coordinates within +-{q // 2}")
+        return values
+
+    def _matches(self, c: np.ndarray, tag: bytes, user: str, generation: int, vector: np.ndarray, radius_sq: int,
+                 counts: OpCounts) -> np.ndarray | None:
+        lat = self.lattice
+        s = match(lat.tables, lat.A, lat.rows, c, vector, radius_sq, counts)
+        if s is None or not tags_equal(secret_tag(self.keys, user, generation, s), tag):
+            return None
+        return s
+
+    def _probe(self, request: Probe) -> Message:
+        session = self._current()
+        if isinstance(session, Error):
+            return session
+        if session.purpose is Purpose.ENROL:
+            return Error(ErrorCode.UNEXPECTED, detail="an enrolment session takes no probes")
+        if session.probes >= session.n:
+            return Error(ErrorCode.LIMIT, detail="this session's probes are spent")
+        session.probes += 1
+        vector = self._vector(request.vector)
+        if isinstance(vector, Error):
+            return vector
+        counts = OpCounts()
+        for user, (generation, opened) in session.loaded.items():
+            s = self._matches(opened.c, opened.tag, user, generation, vector, opened.radius_sq, counts)
+            if s is not None:
+                session.matches[user] += 1
+                session.secrets[user] = s
+        self._tally(counts)
+        winner = next((u for u in session.loaded if session.matches[u] >= session.k), None)
+        if winner is not None:
+            return self._accept(session, winner)
+        best = max(session.matches.values(), default=0)
+        left = session.n - session.probes
+        if best + left < session.k:
+            self._end_session()
+            return VerdictMessage(Outcome.REJECT, "", _NO_KEY, _NO_SIGNATURE, 0)
+        return VerdictMessage(Outcome.PENDING, "", _NO_KEY, _NO_SIGNATURE, left)
+
+    def _accept(self, session: _Session, user: str) -> Message:
+        state = self.state
+        state.failures, state.locked_until_ms = 0, 0
+        state.unlocks += 1
+        self._refund()
+        self._save()
+        generation, _ = session.loaded[user]
+        root = face_key(self.keys, user, generation, session.secrets[user])
+        if session.purpose is Purpose.UNLOCK:
+            key = unlock_key(root)
+            signature = key.sign(unlock_message(session.nonce, user))
+        else:
+            key = wallet_key(root, session.account)
+            signed = session.message if session.purpose is Purpose.WALLET_SIGN else wallet_proof_message(session.nonce)
+            signature = key.sign(signed)
+        public = public_key_bytes(key)
+        del root, key
+        self._end_session()
+        return VerdictMessage(Outcome.ACCEPT, user, public, signature, 0)
+
+    # --- enrolment ------------------------------------------------------------------------------
+
+    def _enroll_face(self, request: EnrollFace) -> Message:
+        session = self._current()
+        if isinstance(session, Error):
+            return session
+        if session.purpose is not Purpose.ENROL:
+            return Error(ErrorCode.UNEXPECTED, detail="enrolment needs an enrolment session")
+        refused = self._require_admin()
+        if refused is not None:
+            return refused
+        state = self.state
+        slot = state.users.get(request.user)
+        if slot is not None and request.generation <= slot.active_generation:
+            return Error(ErrorCode.MALFORMED, detail="the generation must grow with each enrolment")
+        if not 0 < request.radius_sq <= state.lattice_radius_sq:
+            return Error(ErrorCode.MALFORMED, detail="radius beyond the device lattice's")
+        if slot is None and len(state.users) >= MAX_USERS:
+            return Error(ErrorCode.STORAGE_FULL, detail=f"at most {MAX_USERS} users")
+        vector = self._vector(request.vector)
+        if isinstance(vector, Error):
+            return vector
+        others = [u for u, s in state.users.items() if s.active and u != request.user]
+        missing = [u for u in others if u not in session.loaded]
+        if missing:
+            return Error(ErrorCode.RECORDS_MISSING, detail=f"load the records of all {len(others)} other users first")
+        if self._budget(self.clock()) < 1000:
+            return self._budget_error()
+        self._spend()
+        self._save()
+        counts = OpCounts()
+        for user in others:
+            generation, opened = session.loaded[user]
+            # Either record unlocking the other's face is a collision: test at the larger radius.
+            radius_sq = max(opened.radius_sq, request.radius_sq)
+            if self._matches(opened.c, opened.tag, user, generation, vector, radius_sq, counts) is not None:
+                self._tally(counts)
+                return Error(ErrorCode.COLLISION, detail=clip_detail(f"this face unlocks the record of {user!r}"))
+        self._tally(counts)
+        lat = self.lattice
+        q, n = lat.tables.q, lat.tables.n
+        s = np.array([secrets.randbelow(q) for _ in range(n)], dtype=np.int64)
+        c = (lat.A @ s + vector) % q
+        tag = secret_tag(self.keys, request.user, request.generation, s)
+        sealed = seal(self.keys, state.device_id, lat.lattice_id, request.user, request.generation, c, tag, request.radius_sq)
+        slot = state.users.setdefault(request.user, mcu_state.UserSlot())
+        slot.pending_generation, slot.pending_digest = request.generation, hashlib.sha256(sealed).digest()
+        self._save()
+        public = public_key_bytes(unlock_key(face_key(self.keys, request.user, request.generation, s)))
+        del s, c
+        return FaceEnrolled(request.user, request.generation, sealed, public)
+
+    def _commit_user(self, request: CommitUser) -> Message:
+        slot = self.state.users.get(request.user)
+        if slot is None or not slot.pending or slot.pending_generation != request.generation:
+            return Error(ErrorCode.UNKNOWN_USER, detail="no such pending enrolment")
+        slot.active_generation, slot.active_digest = slot.pending_generation, slot.pending_digest
+        slot.pending_generation, slot.pending_digest = 0, mcu_state.NO_DIGEST
+        self._save()
+        return UserCommitted(request.user, request.generation)
+
+    def _abort_user(self, request: AbortUser) -> Message:
+        slot = self.state.users.get(request.user)
+        if slot is None or not slot.pending:
+            return Error(ErrorCode.UNKNOWN_USER, detail="no such pending enrolment")
+        slot.pending_generation, slot.pending_digest = 0, mcu_state.NO_DIGEST
+        if not slot.active:
+            del self.state.users[request.user]
+        self._save()
+        return UserAborted(request.user)
+
+    def _remove_user(self, request: RemoveUser) -> Message:
+        refused = self._require_admin()
+        if refused is not None:
+            return refused
         if request.user not in self.state.users:
             return Error(ErrorCode.UNKNOWN_USER, detail="no such user")
         del self.state.users[request.user]
         self._save()
         return Removed(request.user)
 
-    def _status(self, _: Status) -> Message:
-        return StatusReport(
-            provisioning=self.provisioning,
-            users=len(self.state.users),
-            failures=min(self.state.failures, 0xFFFF),
-            max_failures=self.max_failures,
-            lockout_remaining_ms=round(self.lockout_remaining() * 1000),
-            lockouts=self.state.lockouts,
-            unlocks=self.state.unlocks,
-        )
+    def _list_users(self, request: ListUsers) -> Message:
+        users = sorted(self.state.users.items())
+        entries: list[tuple[str, int, int]] = []
+        size = 0
+        for name, slot in users[request.start :]:
+            entry_size = 1 + len(name.encode("utf-8")) + 8
+            if size + entry_size > MAX_LISTING:
+                break
+            entries.append((name, slot.active_generation if slot.active else 0, slot.pending_generation if slot.pending else 0))
+            size += entry_size
+        return UserList(len(users), encode_user_list(entries))
 
-    def _pepper_mac(self, request: PepperMac) -> Message:
-        if not self.provisioning:
-            locked = self._lockout_error()
-            if locked is not None:
-                return locked
-            # Count first, answer second: the attempt is on flash before the MAC leaves the chip.
-            self._record_failure()
-        return Mac(pepper_mac(self.state.pepper, request.user, request.data))
+    # --- counting -------------------------------------------------------------------------------
 
-    # --- lockout --------------------------------------------------------------------------------
-
-    def lockout_remaining(self) -> float:
-        """Seconds until PEPPER_MAC and UNLOCK are allowed again (0 when not locked)."""
-        remaining = self.state.locked_until_ms / 1000 - self.clock()
-        # A clock set backwards must not stretch a lock beyond the longest back-off.
-        return min(max(remaining, 0.0), self.backoff_max)
-
-    def _lockout_error(self) -> Error | None:
+    def _face_gate(self) -> Error | None:
+        if self.passcode_required:
+            return Error(ErrorCode.PASSCODE_REQUIRED, detail="enter the device passcode")
         remaining = self.lockout_remaining()
-        if remaining <= 0:
-            return None
-        return Error(
-            ErrorCode.LOCKED_OUT,
-            retry_after_ms=max(1, round(remaining * 1000)),
-            detail=f"{self.state.failures} consecutive failed attempts",
-        )
+        if remaining > 0:
+            return Error(ErrorCode.LOCKED_OUT, retry_after_ms=max(1, round(remaining * 1000)),
+                         detail=f"{self.state.failures} failed attempts")
+        if self._budget(self.clock()) < 1000:
+            return self._budget_error()
+        return None
 
-    def _record_failure(self) -> None:
+    def _count_attempt(self) -> None:
+        """Count one face attempt on flash, before the session exists."""
         state = self.state
+        self._spend()
         state.failures += 1
         if state.failures >= self.max_failures:
             delay = min(self.backoff_base * 2 ** min(state.failures - self.max_failures, 32), self.backoff_max)
             state.locked_until_ms = round((self.clock() + delay) * 1000)
             state.lockouts += 1
+        if state.failures >= self.passcode_after:
+            state.passcode_required = True
         self._save()
+
+    def _budget(self, now: float) -> int:
+        """Daily face decisions left, in thousandths, after refilling for the time since the last update."""
+        state = self.state
+        capacity = self.daily_attempts * 1000
+        now_ms = round(now * 1000)
+        elapsed = now_ms - state.budget_updated_ms
+        if elapsed < 0:  # a clock set backwards refills nothing
+            state.budget_updated_ms = now_ms
+            return state.budget_milli
+        state.budget_milli = min(capacity, state.budget_milli + elapsed * self.daily_attempts // 86_400)
+        state.budget_updated_ms = now_ms
+        return state.budget_milli
+
+    def _spend(self) -> None:
+        self.state.budget_milli = self._budget(self.clock()) - 1000
+
+    def _refund(self) -> None:
+        self.state.budget_milli = min(self.daily_attempts * 1000, self._budget(self.clock()) + 1000)
+
+    def _budget_error(self) -> Error:
+        wait = (1000 - self.state.budget_milli) * 86_400 / (self.daily_attempts * 1000)
+        return Error(ErrorCode.LOCKED_OUT, retry_after_ms=max(1, round(wait * 1000)),
+                     detail=f"the daily budget of {self.daily_attempts} face decisions is spent")
+
+    def _tally(self, counts: OpCounts) -> None:
+        self.last_probe = counts
+        for name in ("decodes", "nodes", "macs", "padded_nodes"):
+            setattr(self.counts, name, getattr(self.counts, name) + getattr(counts, name))
 
     def _save(self) -> None:
         mcu_state.save(self.state_dir, self.state)
-

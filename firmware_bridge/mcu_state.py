@@ -1,14 +1,27 @@
-"""The simulated microcontroller's own flash: public keys, its pepper and its counters.
+"""The simulated microcontroller's own flash: its pepper, counters, passcode verifier, users, lattice.
 
-One file, `mcu-state.bin`, in the simulator's state directory (standing for the MCU's internal,
+Two files in the simulator's state directory (standing for two regions of the MCU's internal,
 read-protected flash, not the device's):
 
-    magic "LLMC" | format u8 | device_id 16 | pepper 32 | failures u32 | lockouts u32 | unlocks u32
-    | locked_until_ms u64 | user count u16 | per user: name length u8, name, public key 32 | crc32 u32
+`mcu-state.bin`, rewritten on every counted event (small, so a write is one flash page or two):
 
-Writes are atomic (temporary file, fsync, rename, fsync of the directory), so a power cut leaves
-the old state or the new one. A corrupt or foreign file is refused rather than replaced: silently
-starting afresh would both reset the failure counter and lose the pepper every record depends on.
+    magic "LLMC" | format u8 (2) | device_id 16 | pepper 32
+    | failures u32 | locked_until_ms u64 | lockouts u32 | unlocks u32 | passcode_required u8
+    | passcode: iterations u32 (0 = none set) | salt 16 | verifier 32 | failures u32 | locked_until_ms u64
+    | daily budget: tokens_milli u32 | updated_ms u64 | policy: k u8 | n u8
+    | lattice: parameter-set name (u8 length) | seed 32 | radius_sq u64 | tables SHA-256 32 (all zero = none)
+    | user count u16 | per user: name (u8 length) | active generation u32 | active digest 32
+                                | pending generation u32 | pending digest 32
+    | crc32 u32
+
+`mcu-lattice.bin`: the device lattice's decoding tables (`lattice_match.LatticeTables`, about 41 KB
+at m = 64), written once at provisioning and checked against the SHA-256 above at every start.
+
+Per user the chip keeps no biometric data: a generation and the SHA-256 of the sealed helper data the
+host must present (active: in use; pending: written by an enrolment that has not been committed).
+Writes are atomic (temporary file, fsync, rename, fsync of the directory), so a power cut leaves the
+old state or the new one. A corrupt or foreign file is refused rather than replaced: starting afresh
+would reset the failure counters and lose the pepper every sealed record depends on.
 """
 
 from __future__ import annotations
@@ -21,14 +34,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from latticelock.firmware_bridge.errors import StateError
-from latticelock.firmware_bridge.messages import DEVICE_ID_SIZE, MAX_USER, PUBLIC_KEY_SIZE
+from latticelock.firmware_bridge.messages import DEVICE_ID_SIZE, DIGEST_SIZE, MAX_SET_NAME, MAX_USER, SEED_SIZE
 
 STATE_FILE = "mcu-state.bin"
+LATTICE_FILE = "mcu-lattice.bin"
 MAGIC = b"LLMC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PEPPER_SIZE = 32
-_FIXED = struct.Struct(f">4sB{DEVICE_ID_SIZE}s{PEPPER_SIZE}sIIIQH")
+NO_DIGEST = bytes(DIGEST_SIZE)
+_HEAD = struct.Struct(f">4sB{DEVICE_ID_SIZE}s{PEPPER_SIZE}s")
+_COUNTERS = struct.Struct(">IQIIB")
+_PASSCODE = struct.Struct(">I16s32sIQ")
+_BUDGET = struct.Struct(">IQBB")
+_LATTICE_TAIL = struct.Struct(f">{SEED_SIZE}sQ{DIGEST_SIZE}s")
+_USER_TAIL = struct.Struct(f">I{DIGEST_SIZE}sI{DIGEST_SIZE}s")
 _CRC = struct.Struct(">I")
+
+
+@dataclass
+class UserSlot:
+    active_generation: int = 0
+    active_digest: bytes = NO_DIGEST
+    pending_generation: int = 0
+    pending_digest: bytes = NO_DIGEST
+
+    @property
+    def active(self) -> bool:
+        return self.active_digest != NO_DIGEST
+
+    @property
+    def pending(self) -> bool:
+        return self.pending_digest != NO_DIGEST
 
 
 @dataclass
@@ -38,66 +74,105 @@ class McuState:
     device_id: bytes
     pepper: bytes = field(repr=False)
     failures: int = 0
+    locked_until_ms: int = 0
     lockouts: int = 0
     unlocks: int = 0
-    locked_until_ms: int = 0
-    users: dict[str, bytes] = field(default_factory=dict)
+    passcode_required: bool = False
+    passcode_iterations: int = 0
+    passcode_salt: bytes = bytes(16)
+    passcode_verifier: bytes = field(default=bytes(32), repr=False)
+    passcode_failures: int = 0
+    passcode_locked_until_ms: int = 0
+    budget_milli: int = 0
+    budget_updated_ms: int = 0
+    policy_k: int = 2
+    policy_n: int = 3
+    parameter_set: str = ""
+    lattice_seed: bytes = bytes(SEED_SIZE)
+    lattice_radius_sq: int = 0
+    lattice_digest: bytes = NO_DIGEST
+    users: dict[str, UserSlot] = field(default_factory=dict)
 
     @classmethod
     def fresh(cls) -> McuState:
-        """A new microcontroller: random device id and pepper from the OS CSPRNG, no users."""
+        """A new microcontroller: random device id and pepper from the OS CSPRNG, nothing else."""
         return cls(device_id=secrets.token_bytes(DEVICE_ID_SIZE), pepper=secrets.token_bytes(PEPPER_SIZE))
 
+    @property
+    def passcode_set(self) -> bool:
+        return self.passcode_iterations > 0
+
+    @property
+    def lattice_ready(self) -> bool:
+        return self.lattice_digest != NO_DIGEST
+
     def to_bytes(self) -> bytes:
-        """The state file's bytes (layout in the module docstring), users sorted by name."""
-        out = bytearray(
-            _FIXED.pack(
-                MAGIC,
-                FORMAT_VERSION,
-                self.device_id,
-                self.pepper,
-                self.failures,
-                self.lockouts,
-                self.unlocks,
-                self.locked_until_ms,
-                len(self.users),
-            )
-        )
-        for name, key in sorted(self.users.items()):
-            raw = name.encode("utf-8")
-            out += bytes([len(raw)]) + raw + key
+        out = bytearray(_HEAD.pack(MAGIC, FORMAT_VERSION, self.device_id, self.pepper))
+        out += _COUNTERS.pack(self.failures, self.locked_until_ms, self.lockouts, self.unlocks, int(self.passcode_required))
+        out += _PASSCODE.pack(self.passcode_iterations, self.passcode_salt, self.passcode_verifier,
+                              self.passcode_failures, self.passcode_locked_until_ms)
+        out += _BUDGET.pack(self.budget_milli, self.budget_updated_ms, self.policy_k, self.policy_n)
+        name = self.parameter_set.encode("ascii")
+        out += bytes([len(name)]) + name + _LATTICE_TAIL.pack(self.lattice_seed, self.lattice_radius_sq, self.lattice_digest)
+        out += struct.pack(">H", len(self.users))
+        for user, slot in sorted(self.users.items()):
+            raw = user.encode("utf-8")
+            out += bytes([len(raw)]) + raw + _USER_TAIL.pack(slot.active_generation, slot.active_digest,
+                                                             slot.pending_generation, slot.pending_digest)
         return bytes(out + _CRC.pack(zlib.crc32(out)))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> McuState:
         """Parse a state file; StateError for a foreign, other-version, corrupt or malformed one."""
-        if len(data) < _FIXED.size + _CRC.size or data[:4] != MAGIC:
+        if len(data) < _HEAD.size + _CRC.size or data[:4] != MAGIC:
             raise StateError("microcontroller state is not a LatticeLock MCU state file")
         if data[4] != FORMAT_VERSION:
-            raise StateError(f"microcontroller state has format version {data[4]}; this build reads {FORMAT_VERSION}")
+            raise StateError(f"microcontroller state has format version {data[4]}; this build reads {FORMAT_VERSION} "
+                             "(a format-1 chip holds no sealed records: provision it afresh, see PROTOCOL.md section 10)")
         body, (crc,) = data[: -_CRC.size], _CRC.unpack(data[-_CRC.size :])
         if zlib.crc32(body) != crc:
             raise StateError("microcontroller state is corrupt (CRC-32 mismatch)")
-        _, _, device_id, pepper, failures, lockouts, unlocks, locked_until_ms, count = _FIXED.unpack(
-            body[: _FIXED.size]
-        )
-        users: dict[str, bytes] = {}
-        pos = _FIXED.size
         try:
-            for _ in range(count):
-                size = body[pos]
-                if not 1 <= size <= MAX_USER or pos + 1 + size + PUBLIC_KEY_SIZE > len(body):
-                    raise StateError("microcontroller state has a malformed user entry")
-                name = body[pos + 1 : pos + 1 + size].decode("utf-8")
-                if name in users:
-                    raise StateError(f"microcontroller state lists user {name!r} twice")
-                users[name] = bytes(body[pos + 1 + size : pos + 1 + size + PUBLIC_KEY_SIZE])
-                pos += 1 + size + PUBLIC_KEY_SIZE
-        except (IndexError, UnicodeDecodeError):
-            raise StateError("microcontroller state has a malformed user entry") from None
-        if pos != len(body):
-            raise StateError("microcontroller state has trailing bytes")
-        return cls(device_id, pepper, failures, lockouts, unlocks, locked_until_ms, users)
+            return _parse(body)
+        except (struct.error, IndexError, UnicodeDecodeError, ValueError):
+            raise StateError("microcontroller state is malformed") from None
+
+
+def _parse(body: bytes) -> McuState:
+    pos = 0
+
+    def take(layout: struct.Struct) -> tuple:
+        nonlocal pos
+        values = layout.unpack_from(body, pos)
+        pos += layout.size
+        return values
+
+    def name(limit: int, encoding: str) -> str:
+        nonlocal pos
+        size = body[pos]
+        if size > limit or pos + 1 + size > len(body):
+            raise ValueError("name too long")
+        text = body[pos + 1 : pos + 1 + size].decode(encoding)
+        pos += 1 + size
+        return text
+
+    _, _, device_id, pepper = take(_HEAD)
+    failures, locked_until, lockouts, unlocks, required = take(_COUNTERS)
+    iterations, salt, verifier, pc_failures, pc_locked = take(_PASSCODE)
+    budget, budget_ms, k, n = take(_BUDGET)
+    parameter_set = name(MAX_SET_NAME, "ascii")
+    seed, radius_sq, digest = take(_LATTICE_TAIL)
+    (count,) = take(struct.Struct(">H"))
+    users: dict[str, UserSlot] = {}
+    for _ in range(count):
+        user = name(MAX_USER, "utf-8")
+        if not user or user in users:
+            raise ValueError("bad user entry")
+        users[user] = UserSlot(*take(_USER_TAIL))
+    if pos != len(body):
+        raise ValueError("trailing bytes")
+    return McuState(device_id, pepper, failures, locked_until, lockouts, unlocks, bool(required), iterations, salt,
+                    verifier, pc_failures, pc_locked, budget, budget_ms, k, n, parameter_set, seed, radius_sq, digest, users)
 
 
 def load_or_create(state_dir: Path) -> McuState:
@@ -106,32 +181,50 @@ def load_or_create(state_dir: Path) -> McuState:
     Temporary files a writer left when the power went are removed: the rename never happened, so
     the state file still holds the previous, complete state.
     """
-    path = Path(state_dir) / STATE_FILE
-    for leftover in Path(state_dir).glob(f".{STATE_FILE}.*.tmp"):
+    directory = Path(state_dir)
+    if directory.exists() and not directory.is_dir():
+        raise StateError(f"microcontroller state directory {directory} is not a directory")
+    path = directory / STATE_FILE
+    for leftover in directory.glob(".mcu-*.tmp"):
         leftover.unlink(missing_ok=True)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         state = McuState.fresh()
-        save(state_dir, state)
+        save(directory, state)
         return state
     except OSError as exc:
-        raise StateError(f"cannot read microcontroller state {path}: {exc}") from exc
+        raise StateError(f"cannot read microcontroller state {path}: {exc.strerror or exc}") from None
     return McuState.from_bytes(data)
 
 
 def save(state_dir: Path, state: McuState) -> None:
     """Replace the state file atomically and durably."""
-    directory = Path(state_dir)
-    path = directory / STATE_FILE
-    tmp = directory / f".{STATE_FILE}.{secrets.token_hex(4)}.tmp"
+    write_region(Path(state_dir), STATE_FILE, state.to_bytes())
+
+
+def load_tables(state_dir: Path) -> bytes:
+    try:
+        return (Path(state_dir) / LATTICE_FILE).read_bytes()
+    except OSError as exc:
+        raise StateError(f"cannot read the device lattice: {exc.strerror or exc}") from None
+
+
+def save_tables(state_dir: Path, data: bytes) -> None:
+    write_region(Path(state_dir), LATTICE_FILE, data)
+
+
+def write_region(directory: Path, name: str, data: bytes) -> None:
+    """Write one flash region atomically: temporary file, fsync, rename, fsync of the directory."""
+    path = directory / name
+    tmp = directory / f".mcu-{secrets.token_hex(4)}.tmp"
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             # os.write may write less than asked (disk nearly full); a short file would pass the
             # rename and then be refused at the next start, so finish it or fail here.
-            view = memoryview(state.to_bytes())
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
@@ -145,4 +238,4 @@ def save(state_dir: Path, state: McuState) -> None:
             os.close(dir_fd)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise StateError(f"cannot write microcontroller state {path}: {exc}") from exc
+        raise StateError(f"cannot write microcontroller flash {path}: {exc.strerror or exc}") from None

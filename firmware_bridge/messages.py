@@ -22,12 +22,20 @@ from latticelock.firmware_bridge.errors import MessageError, UnknownMessageError
 NONCE_SIZE = 32
 SIGNATURE_SIZE = 64
 PUBLIC_KEY_SIZE = 32
-MAC_SIZE = 32
 DEVICE_ID_SIZE = 16
+LATTICE_ID_SIZE = 32
+SEED_SIZE = 32
+DIGEST_SIZE = 32
 MAX_USER = 64
 MAX_FIRMWARE = 32
 MAX_DETAIL = 128
-MAX_MAC_DATA = 1024
+MAX_PASSCODE = 64
+MAX_SET_NAME = 32
+MAX_CHUNK = 1024
+MAX_SEALED = 512
+MAX_VECTOR = 2 * 64
+MAX_MESSAGE = 512
+MAX_LISTING = 1024
 
 
 class ErrorCode(IntEnum):
@@ -37,12 +45,34 @@ class ErrorCode(IntEnum):
     MALFORMED = 0x04
     UNEXPECTED = 0x05
     NOT_PROVISIONING = 0x06
-    NO_CHALLENGE = 0x07
+    NO_SESSION = 0x07
     REJECTED = 0x08
     LOCKED_OUT = 0x09
     UNKNOWN_USER = 0x0A
     STORAGE_FULL = 0x0B
     INTERNAL = 0x0C
+    PASSCODE_REQUIRED = 0x0D
+    WRONG_PASSCODE = 0x0E
+    NOT_AUTHORISED = 0x0F
+    NO_LATTICE = 0x10
+    COLLISION = 0x11
+    LIMIT = 0x12
+    RECORDS_MISSING = 0x13
+
+
+class Purpose(IntEnum):
+    """What a session is for; the first three are counted face attempts."""
+
+    UNLOCK = 1
+    WALLET_ADDRESS = 2
+    WALLET_SIGN = 3
+    ENROL = 4
+
+
+class Outcome(IntEnum):
+    PENDING = 0
+    ACCEPT = 1
+    REJECT = 2
 
 
 class _Reader:
@@ -175,13 +205,14 @@ class _Text(_Field):
 
 @dataclass(frozen=True)
 class _Blob(_Field):
-    """1 to `limit` raw bytes behind a u16 byte count."""
+    """`low` to `limit` raw bytes behind a u16 byte count."""
 
     limit: int
+    low: int = 1
 
     def check(self, value: Any) -> None:
-        if not isinstance(value, (bytes, bytearray)) or not 1 <= len(value) <= self.limit:
-            raise MessageError(f"{self.kind} must be 1 to {self.limit} bytes")
+        if not isinstance(value, (bytes, bytearray)) or not self.low <= len(value) <= self.limit:
+            raise MessageError(f"{self.kind} must be {self.low} to {self.limit} bytes")
 
     def encode(self, value: bytes) -> bytes:
         return len(value).to_bytes(2, "big") + bytes(value)
@@ -223,44 +254,133 @@ class Hello(Message):
 
 
 @dataclass(frozen=True)
-class GetChallenge(Message):
+class Status(Message):
     TYPE: ClassVar[int] = 0x02
 
 
 @dataclass(frozen=True)
-class Unlock(Message):
+class SetPasscode(Message):
     TYPE: ClassVar[int] = 0x03
-    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Fixed("signature", "signature", SIGNATURE_SIZE))
-    user: str
-    signature: bytes
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _Text("current", "current passcode", MAX_PASSCODE, allow_empty=True),
+        _Text("new", "new passcode", MAX_PASSCODE),
+    )
+    current: str
+    new: str
 
 
 @dataclass(frozen=True)
-class EnrollPubkey(Message):
+class Passcode(Message):
     TYPE: ClassVar[int] = 0x04
-    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Fixed("public_key", "public key", PUBLIC_KEY_SIZE))
-    user: str
-    public_key: bytes
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_Text("passcode", "passcode", MAX_PASSCODE),)
+    passcode: str
 
 
 @dataclass(frozen=True)
-class RemoveUser(Message):
+class LatticeChunk(Message):
     TYPE: ClassVar[int] = 0x05
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_Uint("offset", "chunk offset", 32), _Blob("data", "chunk", MAX_CHUNK))
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class LatticeCommit(Message):
+    TYPE: ClassVar[int] = 0x06
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _Text("parameter_set", "parameter set", MAX_SET_NAME),
+        _Fixed("seed", "lattice seed", SEED_SIZE),
+        _Uint("radius_sq", "largest radius squared", 64),
+        _Uint("length", "tables length", 32),
+        _Fixed("digest", "tables SHA-256", DIGEST_SIZE),
+    )
+    parameter_set: str
+    seed: bytes
+    radius_sq: int
+    length: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class OpenSession(Message):
+    TYPE: ClassVar[int] = 0x07
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _Uint("purpose", "purpose", 8),
+        _Uint("k", "matches needed", 8),
+        _Uint("n", "probes allowed", 8),
+        _Uint("account", "wallet account", 32),
+        _Blob("message", "message to sign", MAX_MESSAGE, low=0),
+    )
+    purpose: int
+    k: int
+    n: int
+    account: int = 0
+    message: bytes = b""
+
+
+@dataclass(frozen=True)
+class LoadRecord(Message):
+    TYPE: ClassVar[int] = 0x08
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Uint("generation", "generation", 32), _Blob("sealed", "sealed helper data", MAX_SEALED))
+    user: str
+    generation: int
+    sealed: bytes
+
+
+@dataclass(frozen=True)
+class Probe(Message):
+    TYPE: ClassVar[int] = 0x09
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_Blob("vector", "probe vector", MAX_VECTOR),)
+    vector: bytes
+
+
+@dataclass(frozen=True)
+class EnrollFace(Message):
+    TYPE: ClassVar[int] = 0x0A
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _USER,
+        _Uint("generation", "generation", 32),
+        _Uint("radius_sq", "radius squared", 64),
+        _Blob("vector", "template vector", MAX_VECTOR),
+    )
+    user: str
+    generation: int
+    radius_sq: int
+    vector: bytes
+
+
+@dataclass(frozen=True)
+class CommitUser(Message):
+    TYPE: ClassVar[int] = 0x0B
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Uint("generation", "generation", 32))
+    user: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class AbortUser(Message):
+    TYPE: ClassVar[int] = 0x0C
     LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER,)
     user: str
 
 
 @dataclass(frozen=True)
-class Status(Message):
-    TYPE: ClassVar[int] = 0x06
+class RemoveUser(Message):
+    TYPE: ClassVar[int] = 0x0D
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER,)
+    user: str
 
 
 @dataclass(frozen=True)
-class PepperMac(Message):
-    TYPE: ClassVar[int] = 0x07
-    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Blob("data", "MAC input", MAX_MAC_DATA))
-    user: str
-    data: bytes
+class ListUsers(Message):
+    TYPE: ClassVar[int] = 0x0E
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_Uint("start", "first entry", 8),)
+    start: int = 0
+
+
+@dataclass(frozen=True)
+class CloseSession(Message):
+    TYPE: ClassVar[int] = 0x0F
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -275,73 +395,160 @@ class Version(Message):
         _Fixed("device_id", "device id", DEVICE_ID_SIZE),
         _Flag("provisioning", "provisioning flag"),
         _Uint("max_payload", "max payload", 16),
+        _Flag("passcode_set", "passcode flag"),
+        _Fixed("lattice_id", "lattice id", LATTICE_ID_SIZE),
     )
     protocol: int
     firmware: str
     device_id: bytes
     provisioning: bool
     max_payload: int
-
-
-@dataclass(frozen=True)
-class Challenge(Message):
-    TYPE: ClassVar[int] = 0x82
-    LAYOUT: ClassVar[tuple[_Field, ...]] = (
-        _Fixed("nonce", "nonce", NONCE_SIZE),
-        _Uint("ttl_ms", "challenge lifetime", 32),
-    )
-    nonce: bytes
-    ttl_ms: int
-
-
-@dataclass(frozen=True)
-class Unlocked(Message):
-    TYPE: ClassVar[int] = 0x83
-    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER,)
-    user: str
-
-
-@dataclass(frozen=True)
-class Enrolled(Message):
-    TYPE: ClassVar[int] = 0x84
-    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Flag("replaced", "replaced flag"))
-    user: str
-    replaced: bool
-
-
-@dataclass(frozen=True)
-class Removed(Message):
-    TYPE: ClassVar[int] = 0x85
-    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER,)
-    user: str
+    passcode_set: bool
+    lattice_id: bytes
 
 
 @dataclass(frozen=True)
 class StatusReport(Message):
-    TYPE: ClassVar[int] = 0x86
+    TYPE: ClassVar[int] = 0x82
     LAYOUT: ClassVar[tuple[_Field, ...]] = (
         _Flag("provisioning", "provisioning flag"),
         _Uint("users", "user count", 16),
         _Uint("failures", "failure count", 16),
         _Uint("max_failures", "failure limit", 8),
         _Uint("lockout_remaining_ms", "lockout remaining", 32),
+        _Flag("passcode_required", "passcode-required flag"),
+        _Uint("passcode_failures", "passcode failure count", 16),
+        _Uint("passcode_lockout_ms", "passcode lockout remaining", 32),
+        _Uint("attempts_left_today", "daily attempts left", 16),
         _Uint("lockouts", "lockout count", 32),
         _Uint("unlocks", "unlock count", 32),
+        _Flag("admin", "administrator flag"),
     )
     provisioning: bool
     users: int
     failures: int
     max_failures: int
     lockout_remaining_ms: int
+    passcode_required: bool
+    passcode_failures: int
+    passcode_lockout_ms: int
+    attempts_left_today: int
     lockouts: int
     unlocks: int
+    admin: bool
 
 
 @dataclass(frozen=True)
-class Mac(Message):
+class PasscodeSet(Message):
+    TYPE: ClassVar[int] = 0x83
+
+
+@dataclass(frozen=True)
+class PasscodeOk(Message):
+    TYPE: ClassVar[int] = 0x84
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_Flag("admin", "administrator flag"),)
+    admin: bool
+
+
+@dataclass(frozen=True)
+class ChunkOk(Message):
+    TYPE: ClassVar[int] = 0x85
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_Uint("received", "bytes received", 32),)
+    received: int
+
+
+@dataclass(frozen=True)
+class LatticeReady(Message):
+    TYPE: ClassVar[int] = 0x86
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_Fixed("lattice_id", "lattice id", LATTICE_ID_SIZE),)
+    lattice_id: bytes
+
+
+@dataclass(frozen=True)
+class Session(Message):
     TYPE: ClassVar[int] = 0x87
-    LAYOUT: ClassVar[tuple[_Field, ...]] = (_Fixed("mac", "MAC", MAC_SIZE),)
-    mac: bytes
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _Fixed("nonce", "session nonce", NONCE_SIZE),
+        _Uint("max_probes", "probes allowed", 8),
+        _Uint("ttl_ms", "session lifetime", 32),
+    )
+    nonce: bytes
+    max_probes: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True)
+class RecordLoaded(Message):
+    TYPE: ClassVar[int] = 0x88
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER,)
+    user: str
+
+
+@dataclass(frozen=True)
+class VerdictMessage(Message):
+    TYPE: ClassVar[int] = 0x89
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _Uint("outcome", "outcome", 8),
+        _Text("user", "user name", MAX_USER, allow_empty=True),
+        _Fixed("public_key", "public key", PUBLIC_KEY_SIZE),
+        _Fixed("signature", "signature", SIGNATURE_SIZE),
+        _Uint("probes_left", "probes left", 8),
+    )
+    outcome: int
+    user: str
+    public_key: bytes
+    signature: bytes
+    probes_left: int
+
+
+@dataclass(frozen=True)
+class FaceEnrolled(Message):
+    TYPE: ClassVar[int] = 0x8A
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (
+        _USER,
+        _Uint("generation", "generation", 32),
+        _Blob("sealed", "sealed helper data", MAX_SEALED),
+        _Fixed("public_key", "unlock public key", PUBLIC_KEY_SIZE),
+    )
+    user: str
+    generation: int
+    sealed: bytes
+    public_key: bytes
+
+
+@dataclass(frozen=True)
+class UserCommitted(Message):
+    TYPE: ClassVar[int] = 0x8B
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Uint("generation", "generation", 32))
+    user: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class UserAborted(Message):
+    TYPE: ClassVar[int] = 0x8C
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER,)
+    user: str
+
+
+@dataclass(frozen=True)
+class Removed(Message):
+    TYPE: ClassVar[int] = 0x8D
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER,)
+    user: str
+
+
+@dataclass(frozen=True)
+class UserList(Message):
+    TYPE: ClassVar[int] = 0x8E
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_Uint("total", "user count", 8), _Blob("entries", "user entries", MAX_LISTING, low=0))
+    total: int
+    entries: bytes
+
+
+@dataclass(frozen=True)
+class SessionClosed(Message):
+    TYPE: ClassVar[int] = 0x8F
 
 
 @dataclass(frozen=True)
@@ -364,8 +571,14 @@ class Error(Message):
             return f"error 0x{self.code:02x}"
 
 
-REQUESTS: tuple[type[Message], ...] = (Hello, GetChallenge, Unlock, EnrollPubkey, RemoveUser, Status, PepperMac)
-RESPONSES: tuple[type[Message], ...] = (Version, Challenge, Unlocked, Enrolled, Removed, StatusReport, Mac, Error)
+REQUESTS: tuple[type[Message], ...] = (
+    Hello, Status, SetPasscode, Passcode, LatticeChunk, LatticeCommit, OpenSession, LoadRecord, Probe,
+    EnrollFace, CommitUser, AbortUser, RemoveUser, ListUsers, CloseSession,
+)
+RESPONSES: tuple[type[Message], ...] = (
+    Version, StatusReport, PasscodeSet, PasscodeOk, ChunkOk, LatticeReady, Session, RecordLoaded, VerdictMessage,
+    FaceEnrolled, UserCommitted, UserAborted, Removed, UserList, SessionClosed, Error,
+)
 MESSAGE_TYPES: dict[int, type[Message]] = {cls.TYPE: cls for cls in REQUESTS + RESPONSES}
 # The answer each request expects (ERROR aside).
 RESPONSE_FOR: dict[type[Message], type[Message]] = dict(zip(REQUESTS, RESPONSES[:-1], strict=True))
@@ -380,6 +593,9 @@ def _check_layouts() -> None:
             raise TypeError(f"{cls.__name__}.LAYOUT {[f.attr for f in cls.LAYOUT]} does not match its fields {declared}")
     if len(MESSAGE_TYPES) != len(REQUESTS) + len(RESPONSES):
         raise TypeError("two message classes share a type code")
+    for request, response in RESPONSE_FOR.items():
+        if response.TYPE != request.TYPE | 0x80:
+            raise TypeError(f"{response.__name__} does not answer {request.__name__}")
 
 
 _check_layouts()
@@ -397,3 +613,43 @@ def decode_message(msg_type: int, payload: bytes) -> Message:
     if cls is None:
         raise UnknownMessageError(f"unknown message type 0x{msg_type:02x}")
     return cls.decode_payload(payload)
+
+
+def encode_vector(values) -> bytes:
+    """A probe or template vector on the wire: int16 big-endian per coordinate."""
+    import struct
+
+    try:
+        return struct.pack(f">{len(values)}h", *(int(v) for v in values))
+    except struct.error:
+        raise MessageError("vector coordinates must fit int16") from None
+
+
+def decode_vector(blob: bytes) -> list[int]:
+    import struct
+
+    if len(blob) % 2:
+        raise MessageError("vector has an odd number of bytes")
+    return list(struct.unpack(f">{len(blob) // 2}h", blob))
+
+
+def encode_user_list(entries: list[tuple[str, int, int]]) -> bytes:
+    """(name, active generation, pending generation) entries: u8 name length | name | u32 | u32 each."""
+    out = bytearray()
+    for name, active, pending in entries:
+        raw = name.encode("utf-8")
+        out += bytes([len(raw)]) + raw + active.to_bytes(4, "big") + pending.to_bytes(4, "big")
+    return bytes(out)
+
+
+def decode_user_list(blob: bytes) -> list[tuple[str, int, int]]:
+    reader = _Reader("USERS", blob)
+    entries = []
+    while reader.pos < len(reader.data):
+        raw = reader.take(reader.uint(1))
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MessageError("user list has a name that is not UTF-8") from None
+        entries.append((name, reader.uint(4), reader.uint(4)))
+    return entries

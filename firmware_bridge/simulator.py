@@ -15,17 +15,19 @@ goes on; the logic behind the answers is `mcu.Mcu`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import serial
 
+from latticelock.firmware_bridge.client import McuClient
 from latticelock.firmware_bridge.errors import FrameError, LinkError, LinkTimeoutError, VersionError
-from latticelock.firmware_bridge.link import POLL_INTERVAL, WRITE_TIMEOUT, Link
+from latticelock.firmware_bridge.link import POLL_INTERVAL, WRITE_TIMEOUT, Link, open_link
 from latticelock.firmware_bridge.mcu import Mcu
 from latticelock.firmware_bridge.messages import Error, ErrorCode, clip_detail
 from latticelock.firmware_bridge.ports import open_pty, socket_port
@@ -154,3 +156,22 @@ def run_simulator(
     if on_ready is not None:
         on_ready(simulator.address)
     simulator.serve_forever(stop_event)
+
+
+@contextlib.contextmanager
+def embedded(state_dir: Path, provisioning: bool = False, timeout: float = 5.0, **mcu_options: Any) -> Iterator[tuple[McuClient, McuSimulator]]:
+    """A simulated microcontroller in this process, reached over a real socket: (client, simulator).
+
+    What `sim://STATE_DIR` on the command line and the kiosk's default use, so the whole protocol runs
+    even without a board."""
+    simulator = McuSimulator("listen://127.0.0.1:0", state_dir, provisioning=provisioning, **mcu_options).start()
+    try:
+        client = McuClient(open_link(simulator.address, timeout=timeout))
+    except BaseException:
+        simulator.stop()
+        raise
+    try:
+        yield client, simulator
+    finally:
+        client.close()
+        simulator.stop()

@@ -26,7 +26,6 @@ for attack and research code only.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -44,7 +43,7 @@ from latticelock.kernels.record import Record
 from latticelock.kernels.scheme import as_embedding, as_embeddings
 
 __all__ = ["DECODER_BACKENDS", "Attempt", "Candidate", "DeviceLattice", "Gallery", "device_lattice", "enrol",
-           "lattice_id", "probe_vector", "sealed_fields", "sealed_record"]
+           "probe_vector", "radius_sq", "sealed_fields", "sealed_record", "shares_lattice"]
 
 SEALED_SCHEME_ID = "l2fe-hash-mcu"
 SEALED_FIELDS = ("lattice", "sealed")
@@ -204,16 +203,19 @@ class Attempt:
 # --- hardened mode: what the host prepares for the microcontroller --------------------------------
 
 
-def probe_vector(embedding: np.ndarray, parameter_set: str) -> np.ndarray:
-    """e' = round(scale * P(x)) as int64[m]: what the microcontroller matches (never stored)."""
-    rep = L2FERep(parameter_set)
+def probe_vector(embedding: np.ndarray, parameter_set: str, *, projection: Projection | None = None) -> np.ndarray:
+    """e' = round(scale * P(x)) as int64[m]: what the microcontroller matches (never stored).
+    `projection` replaces the set's shipped PCA (synthetic tests only)."""
+    rep = L2FERep(parameter_set, projection=projection)
     return preprocess(rep.params, rep.projection, as_embedding(embedding)[None, :])[0]
 
 
 @dataclass(frozen=True)
 class DeviceLattice:
     """The device's public lattice for the microcontroller: L(A) for A expanded from `seed`, its reduced
-    integer basis and the float64 Gram-Schmidt data that guide (never decide) the microcontroller's search."""
+    integer basis and the float64 Gram-Schmidt data that guide (never decide) the microcontroller's search.
+    `max_radius` is the largest radius of the parameter sets that share this lattice (the operating points
+    differ only in radius), the most the chip will accept for any record."""
 
     parameter_set: str
     seed: bytes
@@ -226,25 +228,33 @@ class DeviceLattice:
     bstar_sqnorm: np.ndarray  # float64[m]
     proj: np.ndarray  # float64[m, m]
 
-    @property
-    def lattice_id(self) -> bytes:
-        return lattice_id(self.seed, self.parameter_set)
+
+def _lattice_family(p) -> tuple:
+    return (p.q, p.m, p.n, p.scale, p.projection, p.bkz_block)
 
 
 def device_lattice(seed: bytes, parameter_set: str) -> DeviceLattice:
     """Reduce (and cache) the basis of the device lattice for `parameter_set` from a 32-byte seed."""
+    from latticelock.kernels.params import PARAMETER_SETS
+
     p = get_parameter_set(parameter_set)
     rb = reduced_basis_for(seed, p.m, p.n, p.q, p.bkz_block)
-    return DeviceLattice(p.name, bytes(seed), p.q, p.m, p.n, p.radius, rb.basis, rb.mu, rb.bstar_sqnorm, rb.proj)
+    shared = max(o.radius for o in PARAMETER_SETS.values() if _lattice_family(o) == _lattice_family(p))
+    return DeviceLattice(p.name, bytes(seed), p.q, p.m, p.n, shared, rb.basis, rb.mu, rb.bstar_sqnorm, rb.proj)
 
 
-def lattice_id(seed: bytes, parameter_set: str) -> bytes:
-    """A public 32-byte name of a device lattice (binds sealed records to it)."""
-    return hashlib.sha256(b"latticelock/device-lattice\x00" + parameter_set.encode("ascii") + b"\x00" + bytes(seed)).digest()
+def shares_lattice(parameter_set: str, other: str) -> bool:
+    """Whether two parameter sets can be matched on one device lattice (they differ in radius only)."""
+    return _lattice_family(get_parameter_set(parameter_set)) == _lattice_family(get_parameter_set(other))
+
+
+def radius_sq(parameter_set: str) -> int:
+    """The set's acceptance radius squared, in the integer units the microcontroller compares."""
+    return int(get_parameter_set(parameter_set).radius ** 2)
 
 
 def sealed_record(parameter_set: str, lattice: bytes, sealed: bytes) -> Record:
-    """The host's record of a hardened user: the device lattice's id and the microcontroller's sealed blob."""
+    """The host's record of a hardened user: the id of the microcontroller's device lattice and its sealed blob."""
     get_parameter_set(parameter_set)
     return Record(SEALED_SCHEME_ID, parameter_set, {"lattice": bytes(lattice), "sealed": bytes(sealed)})
 

@@ -1,19 +1,31 @@
-"""`latticelock device ...`: enrol, unlock, users, delete, wallet, and the simulated microcontroller.
+"""`latticelock device ...`: enrol, unlock, passcode, users, delete, wallet, status, and the simulated microcontroller.
 
 Thin: each handler resolves settings (flags, then the configuration file, then defaults) and calls
-the library (`enrol`, `loop.Authenticator`, `store.FlashStore`, `wallet`, the firmware bridge).
-Exit codes: 0 accepted / done, 1 rejected, 2 error.
+the library (`device.enrol`, `device.loop.Authenticator`, `device.store.FlashStore`, `device.hardened`,
+`device.wallet`, the firmware bridge). Exit codes: 0 accepted / done, 1 rejected, 2 error.
+
+Hardened mode (the default) needs the microcontroller (`--mcu URL`; `sim://DIR` runs a simulated one
+in this process). Plain mode is an explicit choice made when the store is created (`enrol --plain`).
+Passcodes are read from the terminal without echo, or as one line from standard input when it is
+not a terminal (scripts); never from the command line, where other users could read them.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
+import getpass
 import sys
 from pathlib import Path
 
+from latticelock.device.policy import DEFAULT_POLICY
 from latticelock.kernels.params import DEFAULT_SET as DEFAULT_PARAMETER_SET
+from latticelock.tools import flags
+
+PLAIN_WARNING = (
+    "plain mode: no microcontroller protects this store. A thief who copies the flash recovers each "
+    "user's projected face with one Argon2id (the lattice attack), can transplant records, and resets "
+    "the host-side lockout by deleting a file. Use it for evaluation, not to protect anything."
+)
 
 
 def _common(parser: argparse.ArgumentParser, store: bool = True) -> None:
@@ -22,57 +34,81 @@ def _common(parser: argparse.ArgumentParser, store: bool = True) -> None:
         parser.add_argument("--store", help="store directory (default: $LATTICELOCK_STORE or ~/.local/share/latticelock/store)")
 
 
+def _link(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mcu", help="microcontroller URL: /dev/ttyACM0, socket://HOST:PORT, or sim://STATE_DIR[?provisioning=1] "
+                                      "for a simulated one in this process")
+
+
 def _camera(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", help="frame source URI: v4l2:///dev/video0, csi://0, rtsp://..., file://clip.mp4, dir://folder[?start=I&count=N]")
     parser.add_argument("--input-width", type=int, help="frame width (default: the source's)")
     parser.add_argument("--input-height", type=int, help="frame height (default: the source's)")
     parser.add_argument("--input-rate", type=float, help="frames per second (cameras: requested; replays: pacing; default: as fast as processed)")
-    parser.add_argument("--input-loop", type=int, help="replays: 0 once, N extra passes, -1 forever (default 0)")
+    parser.add_argument("--input-loop", type=int, help="replays: 0 once, N extra passes (default 0)")
     parser.add_argument("--input-timeout", type=float, help="seconds to wait for a frame (default 5)")
-    parser.add_argument("--mcu", help="microcontroller link URL (socket://HOST:PORT, /dev/ttyACM0, a pty path); hardened mode when given")
-    parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    _link(parser)
+    flags.threads(parser)
     parser.add_argument("--min-face", type=float, help="smallest face side in pixels (default 48)")
     parser.add_argument("--min-sharpness", type=float, help="smallest variance of the Laplacian (default 15)")
-    parser.add_argument("--decoder-backend", choices=("auto", "cpu", "gpu"), help="lattice decoder backend (default auto)")
+    flags.decoder_backend(parser, default=None)
 
 
 def _unlocking(parser: argparse.ArgumentParser) -> None:
     _camera(parser)
-    parser.add_argument("--policy-k", type=int, help="matches of one user needed to accept (default 2)")
-    parser.add_argument("--policy-n", type=int, help="usable frames per attempt (default 3)")
-    parser.add_argument("--policy-window", type=float, help="seconds an attempt may last (default 10)")
+    d = DEFAULT_POLICY
+    parser.add_argument("--policy-k", type=int, help=f"matches of one user needed to accept (default {d.k}; may only be raised)")
+    parser.add_argument("--policy-n", type=int, help=f"usable frames per attempt (default {d.n}; may only be lowered)")
+    parser.add_argument("--policy-window", type=float, help=f"seconds an attempt may last (default {d.window_s:g}; may only be lowered)")
+    parser.add_argument("--policy-max-frames", type=int, help=f"frames read per attempt (default {d.max_frames}; may only be lowered)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print the outcome of every frame")
 
 
 def register(commands) -> None:
-    enrol = commands.add_parser("enrol", help="enrol a user from N good frames of a source", description="Enrol a user: N good frames, one consistent face, one Gen, one stored record.")
+    enrol = commands.add_parser("enrol", help="enrol a user from N good frames of a source",
+                                description="Enrol a user: N good frames, one consistent face, refused if it unlocks another user, one record.")
     enrol.add_argument("user")
     _common(enrol)
     _camera(enrol)
     enrol.add_argument("--frames", type=int, help="good frames to average (default 5)")
     enrol.add_argument("--max-spread", type=float, help="largest L2 distance of a capture from the captures' medoid (default 1.0)")
     enrol.add_argument("--parameter-set", help=f"L2FE-Hash parameter set (default {DEFAULT_PARAMETER_SET})")
-    enrol.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    enrol.add_argument("--plain", action="store_true", help="create a PLAIN store (no microcontroller): " + PLAIN_WARNING)
+    flags.json_output(enrol)
     enrol.set_defaults(func=_enrol)
 
-    unlock = commands.add_parser("unlock", help="one unlock attempt on a source", description="One unlock attempt: frames from the source until the policy decides.")
+    unlock = commands.add_parser("unlock", help="one unlock attempt on a source (or with the passcode)",
+                                 description="One unlock attempt: frames from the source until the policy decides; "
+                                             "--passcode unlocks with the device passcode instead (and lifts a face lockout).")
     _common(unlock)
     _unlocking(unlock)
-    unlock.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    unlock.add_argument("--passcode", action="store_true", help="unlock with the device passcode (read from the terminal or stdin)")
+    flags.json_output(unlock)
     unlock.set_defaults(func=_unlock)
+
+    passcode = commands.add_parser("set-passcode", help="set or change the device passcode on the microcontroller",
+                                   description="The first passcode is set in provisioning mode; changing it needs the current one.")
+    _common(passcode, store=False)
+    _link(passcode)
+    passcode.set_defaults(func=_set_passcode)
+
+    status = commands.add_parser("status", help="the store's users and the microcontroller's counters")
+    _common(status)
+    _link(status)
+    flags.json_output(status)
+    status.set_defaults(func=_status)
 
     users = commands.add_parser("users", help="list enrolled users (and corrupt entries)")
     _common(users)
-    users.add_argument("--json", metavar="OUT", help="also write the list as JSON")
+    flags.json_output(users)
     users.set_defaults(func=_users)
 
-    delete = commands.add_parser("delete", help="delete an enrolled user")
+    delete = commands.add_parser("delete", help="delete an enrolled user (hardened: on the microcontroller too, provisioning mode)")
     delete.add_argument("user")
     _common(delete)
-    delete.add_argument("--mcu", help="also remove the user's public key from the microcontroller (provisioning mode)")
+    _link(delete)
     delete.set_defaults(func=_delete)
 
-    wallet = commands.add_parser("wallet", help="a signing key derived from the face at unlock time only")
+    wallet = commands.add_parser("wallet", help="a signing key derived from the face, used only when the face is verified")
     actions = wallet.add_subparsers(dest="action", metavar="ACTION", required=True)
     address = actions.add_parser("address", help="unlock, then print the wallet address and public key")
     sign = actions.add_parser("sign", help="unlock, then sign a message")
@@ -80,7 +116,7 @@ def register(commands) -> None:
         _common(parser)
         _unlocking(parser)
         parser.add_argument("--account", type=int, default=0, help="account number (default 0)")
-    sign.add_argument("--message", required=True, help="the message to sign (UTF-8)")
+    sign.add_argument("--message", required=True, help="the message to sign (UTF-8, at most 512 bytes)")
     address.set_defaults(func=_wallet_address)
     sign.set_defaults(func=_wallet_sign)
     verify = actions.add_parser("verify", help="check a wallet signature (no face needed)")
@@ -92,8 +128,8 @@ def register(commands) -> None:
 
     sim = commands.add_parser("mcu-sim", help="run the simulated microcontroller", description="Serve the simulated microcontroller until interrupted.")
     sim.add_argument("--url", required=True, help="listen://HOST:PORT (clients use socket://HOST:PORT), pty, or a pyserial URL/device")
-    sim.add_argument("--state", required=True, help="directory of the microcontroller's own flash (pepper, public keys, counters)")
-    sim.add_argument("--provisioning", action="store_true", help="provisioning mode (the kiosk jumper): accept ENROLL_PUBKEY")
+    sim.add_argument("--state", required=True, help="directory of the microcontroller's own flash (pepper, counters, passcode verifier, users, lattice)")
+    sim.add_argument("--provisioning", action="store_true", help="provisioning mode (the kiosk jumper): passcode setting, enrolment, removal")
     sim.set_defaults(func=_mcu_sim)
 
 
@@ -106,27 +142,49 @@ def _settings(args):
     return load_config(getattr(args, "config", None))
 
 
-def _store(args, config, create=True):
-    from latticelock.device.config import default_store, resolve
+def _str(args, config, name, default=None):
+    from latticelock.device.config import setting
+
+    return setting(args, config, name, default, str)
+
+
+def _int(args, config, name, default=None):
+    from latticelock.device.config import setting
+
+    return setting(args, config, name, default, int)
+
+
+def _float(args, config, name, default=None):
+    from latticelock.device.config import setting
+
+    return setting(args, config, name, default, float)
+
+
+def _store_path(args, config) -> Path:
+    from latticelock.device.config import default_store
+
+    return Path(_str(args, config, "store", str(default_store()))).expanduser()
+
+
+def _store(args, config, create: bool = False, mode: str = "hardened"):
     from latticelock.device.store import FlashStore
 
-    return FlashStore(Path(resolve(args, config, "store", default_store())).expanduser(), create=create)
+    return FlashStore(_store_path(args, config), create=create, mode=mode)
 
 
 def _source(args, config):
-    from latticelock.device.config import resolve
     from latticelock.device.errors import ConfigError
     from latticelock.device.sources import SourceOptions, open_source
 
-    uri = resolve(args, config, "source", None)
+    uri = _str(args, config, "source")
     if not uri:
         raise ConfigError("no frame source: give --source URI (or \"source\" in the configuration file)")
     options = SourceOptions(
-        width=_resolve_int(args, config, "input_width", None),
-        height=_resolve_int(args, config, "input_height", None),
-        fps=_resolve_float(args, config, "input_rate", None),
-        loop=_resolve_int(args, config, "input_loop", 0),
-        timeout=_resolve_float(args, config, "input_timeout", 5.0),
+        width=_int(args, config, "input_width"),
+        height=_int(args, config, "input_height"),
+        fps=_float(args, config, "input_rate"),
+        loop=_int(args, config, "input_loop", 0),
+        timeout=_float(args, config, "input_timeout", 5.0),
     )
     return open_source(uri, options)
 
@@ -136,118 +194,138 @@ def _quality(args, config):
 
     defaults = QualityConfig()
     return QualityConfig(
-        min_face_px=_resolve_float(args, config, "min_face", defaults.min_face_px),
-        min_sharpness=_resolve_float(args, config, "min_sharpness", defaults.min_sharpness),
+        min_face_px=_float(args, config, "min_face", defaults.min_face_px),
+        min_sharpness=_float(args, config, "min_sharpness", defaults.min_sharpness),
     )
 
 
-def _resolve_number(args: argparse.Namespace, config: dict, name: str, default: float | None, kind: type) -> float | None:
-    from latticelock.device.config import resolve
-    from latticelock.device.errors import ConfigError
+def _policy(args, config):
+    from latticelock.device.policy import DEVICE_LIMITS, PolicyConfig
 
-    value = resolve(args, config, name, default)
-    if value is None:
-        return None
-    # A configuration file can hold any JSON: a string or a list here must be a clear error, not a traceback.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-        raise ConfigError(f"setting {name} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
-    return kind(value)
-
-
-def _resolve_float(args: argparse.Namespace, config: dict, name: str, default: float | None) -> float | None:
-    return _resolve_number(args, config, name, default, float)
-
-
-def _resolve_int(args: argparse.Namespace, config: dict, name: str, default: int | None) -> int | None:
-    value = _resolve_number(args, config, name, default, int)
-    return None if value is None else int(value)
+    d = DEFAULT_POLICY
+    policy = PolicyConfig(
+        k=_int(args, config, "policy_k", d.k),
+        n=_int(args, config, "policy_n", d.n),
+        window_s=_float(args, config, "policy_window", d.window_s),
+        max_frames=_int(args, config, "policy_max_frames", d.max_frames),
+    )
+    return policy.check_within(DEVICE_LIMITS)
 
 
 def _pipeline(args, config):
-    from latticelock.device.config import resolve
     from latticelock.models.pipeline import FacePipeline
 
-    return FacePipeline(threads=resolve(args, config, "threads", None))
+    return FacePipeline(threads=_int(args, config, "threads"))
 
 
 def _recipe_options(args, config):
-    from latticelock.device.config import resolve
-
-    return {"backend": resolve(args, config, "decoder_backend", "auto")}
+    return {"backend": _str(args, config, "decoder_backend", "auto")}
 
 
-@contextlib.contextmanager
 def _mcu(args, config):
-    from latticelock.device.config import resolve
+    import contextlib
 
-    url = resolve(args, config, "mcu", None)
-    if not url:
-        yield None
-        return
-    from latticelock.firmware_bridge.client import McuClient
-    from latticelock.firmware_bridge.link import open_link
+    from latticelock.device.microcontroller import connect
 
-    client = McuClient(open_link(url, timeout=5.0))
-    try:
-        client.hello()
-        yield client
-    finally:
-        client.close()
+    url = _str(args, config, "mcu")
+    return connect(url) if url else contextlib.nullcontext(None)
 
 
-def _write_json(path, data) -> None:
-    if path:
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+def _read_passcode(prompt: str, confirm: bool = False) -> str:
+    from latticelock.device.errors import ConfigError
+
+    if sys.stdin is not None and sys.stdin.isatty():
+        value = getpass.getpass(prompt)
+        if confirm and getpass.getpass("again: ") != value:
+            raise ConfigError("the two passcodes differ")
+    else:
+        value = (sys.stdin.readline() if sys.stdin is not None else "").rstrip("\r\n")
+    if not value:
+        raise ConfigError("no passcode given (type it at the prompt, or pipe one line to standard input)")
+    return value
+
+
+def _authorise(mcu) -> None:
+    """Open the administrator window on the chip, asking for the passcode unless it is open already."""
+    from latticelock.device.errors import ConfigError
+
+    version = mcu.hello()
+    if not version.provisioning:
+        raise ConfigError("the microcontroller is not in provisioning mode (the kiosk jumper): enrolment and removal are refused")
+    if not version.passcode_set:
+        raise ConfigError("set the device passcode first: latticelock device set-passcode --mcu URL")
+    if not mcu.status()["admin"]:
+        mcu.passcode(_read_passcode("device passcode: "))
 
 
 # --- handlers -----------------------------------------------------------------------------------
 
 
 def _enrol(args) -> int:
-    from latticelock.device.config import resolve
-    from latticelock.device.enrol import EnrolConfig, enrol
+    from latticelock.device.enrol import EnrolConfig, capture_good_frames, make_template, store_template
+    from latticelock.device.errors import ConfigError
+    from latticelock.device.store import FlashStore
 
     config = _settings(args)
-    store = _store(args, config)
+    flags.check_json_target(args.json)
+    plain = bool(args.plain or config.get("plain", False))
     enrol_config = EnrolConfig(
-        frames=_resolve_int(args, config, "frames", 5),
-        max_spread=_resolve_float(args, config, "max_spread", 1.0),
+        frames=_int(args, config, "frames", 5),
+        max_spread=_float(args, config, "max_spread", 1.0),
         quality=_quality(args, config),
     )
-    parameter_set = resolve(args, config, "parameter_set", DEFAULT_PARAMETER_SET)
-    pipeline = _pipeline(args, config)
-    with _mcu(args, config) as mcu, _source(args, config) as source:
-        result = enrol(args.user, source, pipeline, store, parameter_set, enrol_config, recipe_options=_recipe_options(args, config))
-    rejected = ", ".join(f"{n} {why}" for why, n in result.capture.rejected.most_common()) or "none"
-    user = result.user
-    print(f"enrolled {user.name!r} (generation {user.generation}) from {len(result.capture.names)} frames of {result.capture.seen} read; rejected: {rejected}")
-    print(f"stored {len(user.record_bytes)} bytes of {user.scheme_id} helper data ({parameter_set}) in {store.path}")
-    if result.hardened:
-        print(f"hardened: the verifier needs the microcontroller's pepper; it holds the unlock public key {result.public_key.hex()}")
-    for skipped in source.skipped:
-        print(f"skipped unreadable frame {skipped.name}: {skipped.reason}")
-    _write_json(args.json, {
+    parameter_set = _str(args, config, "parameter_set", DEFAULT_PARAMETER_SET)
+    path = _store_path(args, config)
+    if (path / "STORE").exists():
+        mode = FlashStore(path, create=False).mode
+        if plain and mode != "plain":
+            raise ConfigError(f"{path} is a hardened store; --plain applies to new stores only")
+    else:
+        mode = "plain" if plain else "hardened"
+    with _mcu(args, config) as mcu:
+        if mode == "hardened":
+            if mcu is None:
+                raise ConfigError("hardened enrolment needs the microcontroller (--mcu URL; sim://DIR for a simulated one), "
+                                  "or --plain for a store without one")
+            _authorise(mcu)
+        elif mcu is not None:
+            raise ConfigError("a plain store has no microcontroller: drop --mcu")
+        with _source(args, config) as source:
+            capture = capture_good_frames(source, _pipeline(args, config), enrol_config)
+            skipped = list(source.skipped)
+        template = make_template(capture.embeddings)
+        # Created only now: a failed capture leaves no empty store behind.
+        store = FlashStore(path, create=True, mode=mode)
+        user, public_key = store_template(args.user, template, store, parameter_set, mcu=mcu,
+                                          recipe_options=_recipe_options(args, config))
+    rejected = ", ".join(f"{n} {why}" for why, n in capture.rejected.most_common()) or "none"
+    print(f"enrolled {user.name!r} (generation {user.generation}) from {len(capture.names)} frames of {capture.seen} read; rejected: {rejected}")
+    print(f"stored {len(user.record_bytes)} bytes of {user.scheme_id} record ({parameter_set}) in {store.path}")
+    if mode == "hardened":
+        print(f"hardened: the helper data is sealed to the microcontroller, which matches every face itself; "
+              f"unlock public key {public_key.hex()}")
+    else:
+        print(f"WARNING: {PLAIN_WARNING}")
+    for frame in skipped:
+        print(f"skipped unreadable frame {frame.name}: {frame.reason}")
+    flags.write_json(args.json, {
         "user": user.name, "generation": user.generation, "scheme": user.scheme_id, "parameter_set": parameter_set,
-        "record_bytes": len(user.record_bytes), "frames_used": result.capture.names, "frames_read": result.capture.seen,
-        "rejected": dict(result.capture.rejected), "hardened": result.hardened,
-        "public_key": result.public_key.hex() if result.public_key else None,
+        "record_bytes": len(user.record_bytes), "frames_used": capture.names, "frames_read": capture.seen,
+        "rejected": dict(capture.rejected), "hardened": mode == "hardened",
+        "public_key": public_key.hex() if public_key else None,
     })
     return 0
 
 
-def _authenticate(args, config, mcu):
+def _attempt(args, config, mcu, purpose: int = 1, account: int = 0, message: bytes = b""):
     from latticelock.device.loop import Authenticator
-    from latticelock.device.policy import PolicyConfig
 
-    store = _store(args, config, create=False)
-    policy = PolicyConfig(
-        k=_resolve_int(args, config, "policy_k", 2),
-        n=_resolve_int(args, config, "policy_n", 3),
-        window_s=_resolve_float(args, config, "policy_window", 10.0),
-    )
-    auth = Authenticator(store, _pipeline(args, config), policy=policy, quality=_quality(args, config), recipe_options=_recipe_options(args, config))
+    store = _store(args, config)
+    policy = _policy(args, config)
+    auth = Authenticator(store, _pipeline(args, config), policy=policy, quality=_quality(args, config), mcu=mcu,
+                         recipe_options=_recipe_options(args, config))
     with _source(args, config) as source:
-        result = auth.unlock(source)
+        result = auth.unlock(source, purpose, account, message)
     if args.verbose:
         for frame in result.frames:
             print(f"  frame {frame.index} {Path(frame.name).name}: {frame.outcome}")
@@ -257,59 +335,119 @@ def _authenticate(args, config, mcu):
 def _verdict_line(result, policy) -> str:
     verdict = result.verdict
     if result.accepted:
-        line = f"ACCEPT {verdict.user!r}: {verdict.matches} matching of {verdict.frames} usable frames ({policy.describe()}), {result.latency_s:.2f} s"
+        line = f"ACCEPT {verdict.user!r}: {verdict.frames} usable frames ({policy.describe()}), {result.latency_s:.2f} s"
+        if result.proof is not None:
+            line += "; the microcontroller matched the face and signed its session nonce"
         return line
     return f"REJECT: {verdict.reason}; {verdict.frames} usable of {result.frames_read} frames read, {result.latency_s:.2f} s"
 
 
 def _unlock(args) -> int:
+    from latticelock.device.errors import ConfigError
+
     config = _settings(args)
+    flags.check_json_target(args.json)
     with _mcu(args, config) as mcu:
-        result, policy = _authenticate(args, config, mcu)
+        if args.passcode:
+            if mcu is None:
+                raise ConfigError("the passcode lives on the microcontroller: give --mcu URL")
+            mcu.passcode(_read_passcode("device passcode: "))
+            print("UNLOCKED with the passcode; the face lockout is lifted")
+            return 0
+        result, policy = _attempt(args, config, mcu)
+        if result.proof is not None:
+            from latticelock.firmware_bridge.keys import verify_unlock
+
+            if not verify_unlock(result.proof.public_key, result.proof.nonce, result.user, result.proof.signature):
+                raise ConfigError("the microcontroller's signature does not verify: the link or the chip is not ours")
     print(_verdict_line(result, policy))
-    _write_json(args.json, {
+    flags.write_json(args.json, {
         "decision": result.verdict.decision.value, "user": result.user, "reason": result.verdict.reason,
-        "usable_frames": result.verdict.frames, "matches": result.verdict.matches, "frames_read": result.frames_read,
-        "latency_s": result.latency_s, "policy": policy.describe(),
+        "usable_frames": result.verdict.frames, "frames_read": result.frames_read,
+        "latency_s": result.latency_s, "policy": policy.describe(), "hardened": result.proof is not None,
         "frames": [{"index": f.index, "name": f.name, "outcome": f.outcome, "seconds": f.seconds} for f in result.frames],
     })
     return 0 if result.accepted else 1
 
 
-def _users(args) -> int:
+def _set_passcode(args) -> int:
+    from latticelock.device.errors import ConfigError
+
     config = _settings(args)
-    scan = _store(args, config, create=False).scan()
+    with _mcu(args, config) as mcu:
+        if mcu is None:
+            raise ConfigError("the passcode lives on the microcontroller: give --mcu URL")
+        current = _read_passcode("current passcode: ") if mcu.hello().passcode_set else ""
+        mcu.set_passcode(_read_passcode("new passcode: ", confirm=True), current)
+    print("device passcode set on the microcontroller (it never leaves it)")
+    return 0
+
+
+def _status(args) -> int:
+    config = _settings(args)
+    flags.check_json_target(args.json)
+    store = _store(args, config)
+    users = store.users()
+    print(f"store {store.path}: {store.mode}, {len(users)} users")
+    report = {"store": str(store.path), "mode": store.mode, "users": [u.name for u in users]}
+    with _mcu(args, config) as mcu:
+        if mcu is not None:
+            status = mcu.status()
+            report["microcontroller"] = status
+            print("microcontroller: " + ", ".join(f"{k} {v}" for k, v in status.items()))
+    flags.write_json(args.json, report)
+    return 0
+
+
+def _users(args) -> int:
     from datetime import datetime, timezone
 
-    print(f"{'user':<24} {'scheme':<16} {'bytes':>6} {'gen':>4}  enrolled (UTC)")
+    config = _settings(args)
+    flags.check_json_target(args.json)
+    scan = _store(args, config).scan()
+    print(f"{'user':<24} {'scheme':<16} {'parameter set':<22} {'bytes':>6} {'gen':>4}  enrolled (UTC)")
+    rows = []
     for user in scan.users:
         when = datetime.fromtimestamp(user.enrolled_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{user.name:<24} {user.scheme_id:<16} {len(user.record_bytes):>6} {user.generation:>4}  {when}")
+        parameter_set = user.parameter_set or "?"
+        print(f"{user.name:<24} {user.scheme_id:<16} {parameter_set:<22} {len(user.record_bytes):>6} {user.generation:>4}  {when}")
+        rows.append({"name": user.name, "scheme": user.scheme_id, "parameter_set": user.parameter_set,
+                     "record_bytes": len(user.record_bytes), "generation": user.generation, "enrolled_at": user.enrolled_at})
     for entry in scan.corrupt:
         print(f"CORRUPT {entry.path.name}: {entry.reason}")
-    _write_json(getattr(args, "json", None), {
-        "users": [{"name": u.name, "scheme": u.scheme_id, "record_bytes": len(u.record_bytes), "generation": u.generation, "enrolled_at": u.enrolled_at} for u in scan.users],
-        "corrupt": [{"file": e.path.name, "reason": e.reason} for e in scan.corrupt],
-    })
+    flags.write_json(args.json, {"users": rows, "corrupt": [{"file": e.path.name, "reason": e.reason} for e in scan.corrupt]})
     return 0
 
 
 def _delete(args) -> int:
+    from latticelock.device.errors import ConfigError
+
     config = _settings(args)
-    store = _store(args, config, create=False)
+    store = _store(args, config)
     store.get(args.user)
     with _mcu(args, config) as mcu:
-        if mcu is not None:
-            mcu.remove_user(args.user)
-    store.delete(args.user)
-    print(f"deleted {args.user!r}" + (" (and its public key on the microcontroller)" if mcu is not None else ""))
+        if store.mode == "hardened":
+            from latticelock.device.hardened import reconcile, remove
+
+            if mcu is None:
+                raise ConfigError("removing a hardened user needs its microcontroller in provisioning mode (--mcu URL)")
+            _authorise(mcu)
+            reconcile(store, mcu)
+            remove(store, mcu, args.user)
+        else:
+            store.delete(args.user)
+    print(f"deleted {args.user!r}" + (" (on the microcontroller too)" if store.mode == "hardened" else ""))
     return 0
 
 
-def _wallet_unlock(args):
+def _wallet_attempt(args, purpose: int, message: bytes = b""):
+    from latticelock.device.errors import ConfigError
+
     config = _settings(args)
+    if not 0 <= args.account < 2**31:
+        raise ConfigError(f"--account must be in [0, 2^31), got {args.account}")
     with _mcu(args, config) as mcu:
-        result, policy = _authenticate(args, config, mcu)
+        result, policy = _attempt(args, config, mcu, purpose, args.account, message)
     if not result.accepted:
         print(_verdict_line(result, policy))
         return None
@@ -319,11 +457,12 @@ def _wallet_unlock(args):
 
 def _wallet_address(args) -> int:
     from latticelock.device import wallet
+    from latticelock.firmware_bridge.messages import Purpose
 
-    result = _wallet_unlock(args)
+    result = _wallet_attempt(args, Purpose.WALLET_ADDRESS)
     if result is None:
         return 1
-    public = wallet.public_key_of(result.key, args.account)
+    public = result.proof.public_key if result.proof is not None else wallet.public_key_of(result.key, args.account)
     print(f"address:    {wallet.address_of(public)}")
     print(f"public key: {public.hex()}")
     return 0
@@ -331,11 +470,21 @@ def _wallet_address(args) -> int:
 
 def _wallet_sign(args) -> int:
     from latticelock.device import wallet
+    from latticelock.device.errors import ConfigError
+    from latticelock.firmware_bridge.messages import MAX_MESSAGE, Purpose
 
-    result = _wallet_unlock(args)
+    message = args.message.encode("utf-8")
+    if not 0 < len(message) <= MAX_MESSAGE:
+        raise ConfigError(f"the message must be 1 to {MAX_MESSAGE} bytes of UTF-8, got {len(message)}")
+    result = _wallet_attempt(args, Purpose.WALLET_SIGN, message)
     if result is None:
         return 1
-    signed = wallet.sign(result.key, args.message.encode("utf-8"), args.account)
+    if result.proof is not None:
+        signed = wallet.Signed(wallet.address_of(result.proof.public_key), result.proof.public_key, message, result.proof.signature)
+        if not wallet.verify(signed.public_key, message, signed.signature):
+            raise ConfigError("the microcontroller's signature does not verify")
+    else:
+        signed = wallet.sign(result.key, message, args.account)
     print(f"address:    {signed.address}")
     print(f"public key: {signed.public_key.hex()}")
     print(f"signature:  {signed.signature.hex()}")
@@ -356,15 +505,19 @@ def _wallet_verify(args) -> int:
 
 
 def _mcu_sim(args) -> int:
+    from latticelock.device.errors import ConfigError
     from latticelock.firmware_bridge.simulator import run_simulator
 
     def ready(address: str) -> None:
-        mode = "provisioning" if args.provisioning else "locked (no enrolment)"
+        mode = "provisioning" if args.provisioning else "normal (no enrolment)"
         print(f"microcontroller simulator at {address}, {mode} mode, state in {args.state}", flush=True)
 
-    Path(args.state).mkdir(parents=True, exist_ok=True)
+    state = Path(args.state)
+    if state.exists() and not state.is_dir():
+        raise ConfigError(f"--state {state} is not a directory")
+    state.mkdir(parents=True, exist_ok=True)
     try:
-        run_simulator(args.url, Path(args.state), provisioning=args.provisioning, on_ready=ready)
+        run_simulator(args.url, state, provisioning=args.provisioning, on_ready=ready)
     except KeyboardInterrupt:
         print("microcontroller simulator stopped", file=sys.stderr)
     return 0
