@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from latticelock.device.errors import ConfigError, EnrolmentError
 from latticelock.device.quality import QualityConfig, assess
-from latticelock.device.sources import Source
+from latticelock.device.sources import Frame, Source
 from latticelock.device.store import FlashStore, StoredUser
 
 if TYPE_CHECKING:
@@ -88,32 +89,60 @@ def _reason_kind(reason: str) -> str:
     return reason.split(" (")[0]
 
 
-def capture_good_frames(source: Source, pipeline: "FacePipeline", config: EnrolConfig) -> Capture:
-    """Read frames until `config.frames` consistent good ones are in hand (EnrolmentError otherwise)."""
+@dataclass(frozen=True)
+class FrameCheck:
+    """What enrolment made of one frame, for a live preview (the kiosk): never leaves the machine."""
+
+    frame: Frame
+    faces: list
+    """Every face the detector found (box, score, landmarks)."""
+    verdict: str
+    """"good", "no face", "two faces" or the quality gate's first reason ("face too small (...)", ...)."""
+    good: int
+    """Good, consistent frames in hand so far."""
+    needed: int
+
+
+def capture_good_frames(
+    source: Source,
+    pipeline: "FacePipeline",
+    config: EnrolConfig,
+    on_frame: Callable[[FrameCheck], None] | None = None,
+) -> Capture:
+    """Read frames until `config.frames` consistent good ones are in hand (EnrolmentError otherwise).
+
+    A frame with more than one face is refused ("one person only": a second face could be the one
+    captured). `on_frame` sees every frame's verdict as it happens."""
     embeddings: list[np.ndarray] = []
     names: list[str] = []
     rejected: Counter = Counter()
     seen = 0
     for frame in source:
         seen += 1
-        face = pipeline.choose(pipeline.faces(frame.image), frame.image.shape)
-        if face is None:
-            rejected["no face"] += 1
+        faces = pipeline.faces(frame.image)
+        face = pipeline.choose(faces, frame.image.shape) if len(faces) == 1 else None
+        if not faces:
+            verdict = "no face"
+        elif len(faces) > 1:
+            verdict = "two faces"
         else:
             quality = assess(frame.image, face, config.quality)
-            if not quality.ok:
-                rejected[_reason_kind(quality.reasons[0])] += 1
-            else:
-                embeddings.append(pipeline.embed_faces(frame.image, [face])[0])
-                names.append(frame.name)
-                if len(embeddings) >= config.frames:
-                    keep = consistent_subset(np.stack(embeddings), config.max_spread)
-                    if len(keep) >= config.frames:
-                        keep = keep[: config.frames]
-                        dropped = len(embeddings) - len(keep)
-                        if dropped:
-                            rejected["inconsistent with the other captures"] += dropped
-                        return Capture(np.stack(embeddings)[keep], [names[i] for i in keep], seen, rejected)
+            verdict = "good" if quality.ok else quality.reasons[0]
+        if verdict != "good":
+            rejected[_reason_kind(verdict)] += 1
+        else:
+            embeddings.append(pipeline.embed_faces(frame.image, [face])[0])
+            names.append(frame.name)
+        if on_frame is not None:
+            on_frame(FrameCheck(frame, list(faces), verdict, min(len(embeddings), config.frames), config.frames))
+        if verdict == "good" and len(embeddings) >= config.frames:
+            keep = consistent_subset(np.stack(embeddings), config.max_spread)
+            if len(keep) >= config.frames:
+                keep = keep[: config.frames]
+                dropped = len(embeddings) - len(keep)
+                if dropped:
+                    rejected["inconsistent with the other captures"] += dropped
+                return Capture(np.stack(embeddings)[keep], [names[i] for i in keep], seen, rejected)
         if seen >= config.max_frames:
             break
     summary = ", ".join(f"{n} {why}" for why, n in rejected.most_common()) or "none rejected"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from latticelock.device.atomic import write_atomic
 from latticelock.device.errors import ConfigError, LockedOutError
-from latticelock.device.store import FlashStore
+from latticelock.device.store import FlashStore, file_errors
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,12 @@ class Lockout:
         self.log_path = store.path / "attempts.log"
 
     def state(self) -> LockoutState:
-        try:
-            data = self.counter_path.read_bytes()
-        except FileNotFoundError:
+        if not self.counter_path.exists() and not self.counter_path.is_symlink():
             return LockoutState(0, 0.0)
+        with file_errors(self.counter_path):
+            fd = os.open(self.counter_path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                data = handle.read()
         body, digest = data[:-32], data[-32:]
         if (
             len(data) != _LOCKOUT.size + 32
@@ -90,7 +92,8 @@ class Lockout:
 
     def _write(self, state: LockoutState) -> None:
         body = _LOCKOUT.pack(LOCKOUT_MAGIC, LOCKOUT_VERSION, state.failures, state.last_failure)
-        write_atomic(self.counter_path, body + hashlib.sha256(body).digest())
+        with file_errors(self.counter_path):
+            write_atomic(self.counter_path, body + hashlib.sha256(body).digest())
 
     def retry_after(self) -> float:
         """Seconds until the next attempt is allowed (0 when allowed now)."""
@@ -127,10 +130,11 @@ class Lockout:
         if failures is not None:
             entry["failures"] = int(failures)
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
-        with self.store.locked():
-            if self.log_path.exists() and self.log_path.stat().st_size + len(line) > LOG_MAX_BYTES:
+        with self.store.locked(), file_errors(self.log_path):
+            if self.log_path.exists() and self.log_path.lstat().st_size + len(line) > LOG_MAX_BYTES:
                 os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
-            fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            # O_NOFOLLOW: a link planted in place of the log must not redirect the write elsewhere.
+            fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             try:
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -146,8 +150,12 @@ class Lockout:
         """The logged attempts, oldest first; a line torn by a power cut is reported and skipped."""
         if not self.log_path.exists():
             return []
+        with file_errors(self.log_path):
+            fd = os.open(self.log_path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                text = handle.read().decode("utf-8", errors="replace")
         entries = []
-        for number, line in enumerate(self.log_path.read_text(errors="replace").splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:

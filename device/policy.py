@@ -43,8 +43,8 @@ class PolicyConfig:
             raise ConfigError(f"policy needs 1 <= k <= n, got k={self.k}, n={self.n}")
         if not self.window_s > 0:
             raise ConfigError(f"policy window must be positive, got {self.window_s}")
-        if self.max_frames < self.n:
-            raise ConfigError(f"policy frame budget {self.max_frames} is smaller than n={self.n}")
+        if self.max_frames < 1:
+            raise ConfigError(f"policy frame budget must be at least 1, got {self.max_frames}")
 
     def describe(self) -> str:
         return f"{self.k} of {self.n} frames within {self.window_s:g} s"

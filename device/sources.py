@@ -35,6 +35,10 @@ SCHEMES = ("v4l2", "csi", "rtsp", "file", "dir")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff"}
 
 
+# Larger frames are a configuration error, not something to allocate (a 100000 x 100000 frame is 30 GB).
+MAX_SIDE = 8192
+
+
 @dataclass(frozen=True)
 class SourceOptions:
     """Settings shared by every source; `None` means the source's own default."""
@@ -53,8 +57,8 @@ class SourceOptions:
     def __post_init__(self) -> None:
         for name in ("width", "height"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise SourceError(f"{name} must be positive, got {value}")
+            if value is not None and not 0 < value <= MAX_SIDE:
+                raise SourceError(f"{name} must be in 1..{MAX_SIDE} pixels, got {value}")
         if self.fps is not None and self.fps <= 0:
             raise SourceError(f"fps must be positive, got {self.fps}")
         if self.loop < -1:

@@ -82,6 +82,18 @@ class StorableRecord(Protocol):
     def to_bytes(self) -> bytes: ...
 
 
+@contextlib.contextmanager
+def file_errors(path: Path) -> Iterator[None]:
+    """Turn an OS error on one of the store's own files into a StoreError naming it (a file replaced by a
+    directory or a link is damage or tampering, never something to follow or crash on)."""
+    try:
+        yield
+    except IsADirectoryError:
+        raise StoreError(f"{path} is a directory where the store keeps a file: the store is damaged") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: {exc.strerror or exc} (links are not followed in a store)") from None
+
+
 def check_user_name(name: str) -> bytes:
     """The UTF-8 bytes of a valid user name, or StoreError saying what is wrong with it."""
     if not isinstance(name, str) or not name:
@@ -282,7 +294,8 @@ class FlashStore:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive advisory lock for a read-modify-write of the store's files."""
-        fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        with file_errors(self.path / "LOCK"):
+            fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

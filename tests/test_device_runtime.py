@@ -1,7 +1,8 @@
-"""Enrolment, the unlock loop, lockout, hardened mode with the simulated MCU, and the wallet.
+"""Enrolment, the unlock loop, lockout and the wallet, on a plain store (hardened mode:
+tests/test_device_hardened.py).
 
 Perception is faked (tests/device_fakes.py); everything else is real: the L2FE-Hash scheme (with a
-synthetic projection and a cheap KDF), the store, the policy, the MCU simulator over a socket.
+synthetic projection and a cheap KDF), the store, the policy.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from test_device_store import biometric_traces
 
 @pytest.fixture()
 def store(tmp_path):
-    return FlashStore(tmp_path / "store")
+    return FlashStore(tmp_path / "store", mode="plain")
 
 
 def enrol_person(tmp_path, store, user, person, seeds=range(5), frames=5):
@@ -57,7 +58,7 @@ def test_enrol_and_unlock_genuine_and_impostor(tmp_path, store):
     result = enrol_person(tmp_path, store, "alice", person=1)
     assert result.user.scheme_id == "l2fe-hash" and not result.hardened and len(result.capture.names) == 5
     enrol_person(tmp_path, store, "bob", person=2)
-    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=2, n=5), recipe_options=RECIPE_OPTIONS)
+    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=2, n=3), recipe_options=RECIPE_OPTIONS)
     genuine = attempt(tmp_path, auth, 1, [100, 101, 102, 103])
     assert genuine.accepted and genuine.user == "alice" and len(genuine.key) == 32
     assert genuine.frames_read == 2 and genuine.frames[0].outcome == "match alice"
@@ -65,7 +66,7 @@ def test_enrol_and_unlock_genuine_and_impostor(tmp_path, store):
     assert bob.accepted and bob.user == "bob" and bob.key != genuine.key
     impostor = attempt(tmp_path, auth, 3, [300, 301, 302, 303, 304, 305])
     assert not impostor.accepted and impostor.user is None and impostor.key is None
-    assert impostor.frames_read == 4 and {f.outcome for f in impostor.frames} == {"no match"}
+    assert impostor.frames_read == 2 and {f.outcome for f in impostor.frames} == {"no match"}
     log = auth.lockout.read_log()
     assert [e["result"] for e in log] == ["accept", "accept", "reject"]
     # The face key is reproducible: the same person gets the same key on another attempt.
@@ -128,13 +129,13 @@ def test_lockout_blocks_attempts_after_five_failures(tmp_path, store):
     enrol_person(tmp_path, store, "alice", person=1)
     now = [1000.0]
     lockout = Lockout(store, LockoutPolicy(), clock=lambda: now[0])
-    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=1, n=1), lockout=lockout, recipe_options=RECIPE_OPTIONS)
+    auth = Authenticator(store, FakePipeline(), lockout=lockout, recipe_options=RECIPE_OPTIONS)
     for i in range(5):
         assert not attempt(tmp_path, auth, 7, [700 + i], name=f"bad{i}").accepted
     with pytest.raises(LockedOutError):
-        attempt(tmp_path, auth, 1, [100])
+        attempt(tmp_path, auth, 1, [100, 101])
     now[0] += 31
-    assert attempt(tmp_path, auth, 1, [101], name="late").accepted
+    assert attempt(tmp_path, auth, 1, [101, 102], name="late").accepted
     assert lockout.state().failures == 0
 
 
@@ -160,7 +161,7 @@ def test_wallet_keys_come_from_the_face_key_only():
 
 def test_one_kdf_per_attempt_however_many_frames_match(tmp_path, store, monkeypatch):
     enrol_person(tmp_path, store, "alice", person=1)
-    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=3, n=5), recipe_options=RECIPE_OPTIONS)
+    auth = Authenticator(store, FakePipeline(), policy=PolicyConfig(k=3, n=3), recipe_options=RECIPE_OPTIONS)
     from latticelock.kernels.hazmat import rep
 
     calls = []

@@ -25,7 +25,7 @@ from latticelock.device.errors import (
     StoreVersionError,
     UnknownUserError,
 )
-from latticelock.device.store import STORE_MAGIC, FlashStore, decode_user, encode_user, read_store, scan_store
+from latticelock.device.store import STORE_MAGIC, FlashStore, decode_user, encode_user, scan_store
 
 
 @dataclass
@@ -38,7 +38,7 @@ class FakeRecord:
 
 
 def l2fe(payload: bytes) -> FakeRecord:
-    return FakeRecord("l2fe-hash", payload)
+    return FakeRecord("l2fe-hash-mcu", payload)
 
 
 # --- the scanner used to prove that nothing biometric reaches the store -----------------------
@@ -119,7 +119,7 @@ def test_put_get_list_delete(tmp_path):
     store.put("bob", l2fe(b"B" * 10))
     assert [u.name for u in store.users()] == sorted(["alice", "bob"], key=lambda n: n.encode().hex())
     alice = store.get("alice")
-    assert (alice.record_bytes, alice.generation, alice.enrolled_at, alice.scheme_id) == (b"A" * 40, 1, 1000, "l2fe-hash")
+    assert (alice.record_bytes, alice.generation, alice.enrolled_at, alice.scheme_id) == (b"A" * 40, 1, 1000, "l2fe-hash-mcu")
     assert "alice" in store and "carol" not in store
     store.delete("alice")
     with pytest.raises(UnknownUserError):
@@ -138,6 +138,40 @@ def test_reenrolment_replaces_and_counts_generations(tmp_path):
     assert len(list(store.users_dir.iterdir())) == 1
 
 
+def test_a_store_holds_only_its_modes_records(tmp_path):
+    hardened, plain = FlashStore(tmp_path / "h"), FlashStore(tmp_path / "p", mode="plain")
+    assert (hardened.mode, plain.mode) == ("hardened", "plain")
+    assert FlashStore(tmp_path / "p").mode == "plain"  # the mode is the header's, not the opener's
+    with pytest.raises(InsecureSchemeError, match="hardened store"):
+        hardened.put("x", FakeRecord("l2fe-hash", b"1"))
+    with pytest.raises(InsecureSchemeError, match="plain store"):
+        plain.put("x", FakeRecord("l2fe-hash-mcu", b"1"))
+    plain.put("x", FakeRecord("l2fe-hash", b"1"))
+
+
+def test_store_files_replaced_by_directories_or_links_are_clear_errors(tmp_path):
+    from latticelock.device.lockout import Lockout
+
+    store = FlashStore(tmp_path / "s")
+    lockout = Lockout(store)
+    (store.path / "attempts.log").mkdir()
+    with pytest.raises(StoreError, match="is a directory"):
+        lockout.log_attempt("reject")
+    (store.path / "attempts.log").rmdir()
+    target = tmp_path / "elsewhere.txt"
+    (store.path / "attempts.log").symlink_to(target)
+    with pytest.raises(StoreError, match="links are not followed"):
+        lockout.log_attempt("reject")
+    assert not target.exists()
+    (store.path / "lockout.bin").mkdir()
+    with pytest.raises(StoreError, match="is a directory"):
+        lockout.record_failure()
+    (store.path / "LOCK").unlink()
+    (store.path / "LOCK").mkdir()
+    with pytest.raises(StoreError, match="is a directory"):
+        store.put("alice", l2fe(b"x"))
+
+
 def test_baselines_need_explicit_permission(tmp_path):
     store = FlashStore(tmp_path / "s")
     for scheme in ("unprotected", "mrp", "facial-fe"):
@@ -145,7 +179,7 @@ def test_baselines_need_explicit_permission(tmp_path):
             store.put("x", FakeRecord(scheme, b"1"))
     assert store.users() == []
     FlashStore(tmp_path / "s", allow_insecure_baselines=True).put("x", FakeRecord("mrp", b"1"))
-    assert read_store(tmp_path / "s")[0].scheme_id == "mrp"
+    assert scan_store(tmp_path / "s").users[0].scheme_id == "mrp"
 
 
 @pytest.mark.parametrize("name", ["", " lead", "tab\there", "nl\n", "x" * 65, "\x00"])
@@ -216,17 +250,21 @@ def test_newer_and_foreign_stores_are_refused(tmp_path):
     header = store.path / "STORE"
     import hashlib
 
-    body = STORE_MAGIC + struct.pack("<H", 2)
+    body = STORE_MAGIC + struct.pack("<H", 4)
     header.write_bytes(body + hashlib.sha256(body).digest())
     with pytest.raises(StoreVersionError, match="newer"):
         FlashStore(tmp_path / "s")
     with pytest.raises(StoreVersionError):
-        read_store(tmp_path / "s")
+        scan_store(tmp_path / "s")
+    body = STORE_MAGIC + struct.pack("<H", 1)
+    header.write_bytes(body + hashlib.sha256(body).digest())
+    with pytest.raises(StoreVersionError, match="re-enrol"):
+        FlashStore(tmp_path / "s")
     body = STORE_MAGIC + struct.pack("<H", 3) + b"fields of a future header"
     header.write_bytes(body + hashlib.sha256(body).digest())
     with pytest.raises(StoreVersionError, match="version 3 was written by a newer"):
         FlashStore(tmp_path / "s")
-    body = STORE_MAGIC + struct.pack("<H", 1) + b"x"
+    body = STORE_MAGIC + struct.pack("<H", 2) + b"xy"
     header.write_bytes(body + hashlib.sha256(body).digest())
     with pytest.raises(StoreError, match="corrupt"):
         FlashStore(tmp_path / "s")
@@ -272,7 +310,7 @@ WRITER = textwrap.dedent(
     from latticelock.device.store import FlashStore
 
     class R:
-        scheme_id = "l2fe-hash"
+        scheme_id = "l2fe-hash-mcu"
         def __init__(self, payload):
             self.payload = payload
         def to_bytes(self):
