@@ -36,6 +36,7 @@ Fixed-point bounds (validated at provisioning; m <= 64, q < 2^17, R^2 < 2^25):
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from dataclasses import dataclass
 
@@ -310,7 +311,9 @@ def match(tables: LatticeTables, A: np.ndarray, rows: SecretRows, c: np.ndarray,
     if np.any((A @ s - v) % q != 0):
         return None
     d = t - v
-    if int(d @ d) > int(radius_sq):
+    # Each coordinate first, so the sum of squares stays far inside int64 (v can be any lattice point
+    # when the tables' Gram-Schmidt data do not belong to their basis).
+    if np.any(np.abs(d) > math.isqrt(int(radius_sq))) or int(d @ d) > int(radius_sq):
         return None
     return s
 

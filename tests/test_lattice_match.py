@@ -313,3 +313,26 @@ def test_op_counts_are_reported_and_padded_to_the_budget() -> None:
         counts.padded_nodes += one.padded_nodes
     assert counts.nodes + counts.padded_nodes == 10 * lm.NODE_BUDGET
 
+
+# --- bugs found --------------------------------------------------------------------------------
+
+
+def test_the_exact_distance_check_does_not_wrap_around_int64() -> None:
+    """Tables that pass validation (every basis row in L(A), every value in range) but whose Gram-Schmidt
+    data do not belong to the basis make the search propose a lattice point about 3e9 from the target;
+    |t - v|^2 then exceeds 2^63, and an int64 sum wraps to a negative number "within R"."""
+    t = tables()
+    A = lm.expand_matrix(SEED, t.m, t.n, t.q)
+    rng = np.random.default_rng(5)
+    w = lm.centred(A @ rng.integers(0, t.q, t.n), t.q)
+    assert np.abs(w).max() < 2**15
+    proj = np.zeros((t.m, t.m), np.int32)
+    proj[0, :] = lm.MAX_P - 1
+    crafted = lm.LatticeTables(t.m, t.n, t.q, np.tile(w, (t.m, 1)).astype(np.int16),
+                               (np.eye(t.m) * (1 << lm.MU_FRAC)).astype(np.int32), proj, np.ones(t.m, np.int64), 32)
+    rows = lm.validate(crafted, A)
+    target = np.zeros(t.m, np.int64)
+    target[0] = 14986
+    v = lm.decode(crafted, target, 22710, lm.OpCounts())
+    assert v is not None and sum(int(x) ** 2 for x in target - v) > 2**63
+    assert lm.match(crafted, A, rows, target, np.zeros(t.m, np.int64), 22710, lm.OpCounts()) is None
