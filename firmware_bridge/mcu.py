@@ -339,9 +339,12 @@ class Mcu:
             return refused
         if request.offset == 0:
             self._upload = bytearray()
-        if request.offset != len(self._upload) or len(self._upload) + len(request.data) > MAX_TABLES:
+        if request.offset != len(self._upload):
             self._upload = bytearray()
-            return Error(ErrorCode.MALFORMED, detail="chunks must arrive in order and total at most 64 KiB")
+            return Error(ErrorCode.MALFORMED, detail="chunks must arrive in order")
+        if len(self._upload) + len(request.data) > MAX_TABLES:
+            self._upload = bytearray()
+            return Error(ErrorCode.LIMIT, detail="lattice tables total at most 64 KiB")
         self._upload += request.data
         return ChunkOk(len(self._upload))
 

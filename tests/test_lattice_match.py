@@ -237,6 +237,13 @@ def test_the_chip_refuses_a_radius_out_of_range(kiosk, radius_sq: int) -> None:
     assert code(upload(kiosk, tables().to_bytes(), radius_sq)) == m.ErrorCode.MALFORMED
 
 
+def test_tables_over_64_kib_are_a_limit(kiosk) -> None:
+    # PROTOCOL.md, error LIMIT: "tables over 64 KiB".
+    for offset in range(0, 64 * 1024, m.MAX_CHUNK):
+        assert kiosk.handle(m.LatticeChunk(offset, bytes(m.MAX_CHUNK))) == m.ChunkOk(offset + m.MAX_CHUNK)
+    assert code(kiosk.handle(m.LatticeChunk(64 * 1024, b"\x01"))) == m.ErrorCode.LIMIT
+
+
 def test_chunks_out_of_order_are_refused(kiosk) -> None:
     assert kiosk.handle(m.LatticeChunk(0, b"abc")) == m.ChunkOk(3)
     assert code(kiosk.handle(m.LatticeChunk(10, b"abc"))) == m.ErrorCode.MALFORMED
