@@ -40,6 +40,7 @@ from latticelock.firmware_bridge import mcu_state, passcode
 from latticelock.firmware_bridge.errors import MessageError, StateError, UnknownMessageError
 from latticelock.firmware_bridge.framing import MAX_PAYLOAD, PROTOCOL_VERSION, Frame
 from latticelock.firmware_bridge.keys import (
+    MAX_ACCOUNT,
     public_key_bytes,
     unlock_key,
     unlock_message,
@@ -411,6 +412,8 @@ class Mcu:
                 return Error(ErrorCode.LIMIT, detail=f"sessions allow k >= {policy_k} matches of n <= {policy_n} probes")
             if (purpose is Purpose.WALLET_SIGN) != bool(request.message):
                 return Error(ErrorCode.MALFORMED, detail="a message to sign goes with a wallet-sign session only")
+            if request.account >= MAX_ACCOUNT:
+                return Error(ErrorCode.MALFORMED, detail=f"a wallet account is below {MAX_ACCOUNT}")
             if not any(slot.active for slot in self.state.users.values()):
                 return Error(ErrorCode.UNKNOWN_USER, detail="no user is enrolled")
             refused = self._face_gate()

@@ -252,3 +252,12 @@ def test_the_passcode_never_leaves_in_an_answer(bench: Bench) -> None:
     answers = [bench.ask(r) for r in (m.Hello(), m.Status(), m.Passcode(PASSCODE), m.ListUsers(0))]
     secret = (bench.mcu.state.pepper, bench.mcu.state.passcode_verifier, PASSCODE.encode())
     assert not any(s in a.encode_payload() for a in answers for s in secret)
+
+
+def test_a_wallet_account_beyond_2_31_is_refused_before_it_is_counted(bench: Bench) -> None:
+    # It used to open, count, and on the owner's accept raise ValueError out of the handler: the
+    # simulator's serving thread died, and the accept had already cleared the counter.
+    refused = bench.ask(m.OpenSession(m.Purpose.WALLET_ADDRESS, 2, 3, 2**31))
+    assert code(refused) == m.ErrorCode.MALFORMED and "account" in refused.detail
+    assert bench.ask(m.Status()).failures == 0
+    assert bench.attempt(genuine(1, 0), genuine(1, 1), purpose=m.Purpose.WALLET_ADDRESS, account=2**31 - 1).outcome == m.Outcome.ACCEPT
