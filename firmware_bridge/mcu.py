@@ -246,7 +246,7 @@ class Mcu:
             lockout_remaining_ms=round(self.lockout_remaining() * 1000),
             passcode_required=self.passcode_required,
             passcode_failures=min(self.state.passcode_failures, 0xFFFF),
-            passcode_lockout_ms=round(self._remaining(self.state.passcode_locked_until_ms, now) * 1000),
+            passcode_lockout_ms=round(self._remaining("passcode_locked_until_ms", now) * 1000),
             attempts_left_today=min(self._budget(now) // 1000, 0xFFFF),
             lockouts=self.state.lockouts,
             unlocks=self.state.unlocks,
@@ -259,11 +259,17 @@ class Mcu:
 
     def lockout_remaining(self) -> float:
         """Seconds until a face session may be opened again (0 when not locked)."""
-        return self._remaining(self.state.locked_until_ms, self.clock())
+        return self._remaining("locked_until_ms", self.clock())
 
-    def _remaining(self, until_ms: int, now: float) -> float:
-        # A clock set backwards must not stretch a lock beyond the longest back-off.
-        return min(max(until_ms / 1000 - now, 0.0), self.backoff_max)
+    def _remaining(self, deadline: str, now: float) -> float:
+        """Seconds until the state's `deadline` (ms) passes. A clock set backwards must not stretch a lock
+        beyond the longest back-off: a deadline further ahead is pulled in to that, and kept there."""
+        now_ms = round(now * 1000)
+        latest = now_ms + round(self.backoff_max * 1000)
+        if getattr(self.state, deadline) > latest:
+            setattr(self.state, deadline, latest)
+            self._save()
+        return max(getattr(self.state, deadline) - now_ms, 0) / 1000
 
     # --- passcode -------------------------------------------------------------------------------
 
@@ -305,7 +311,7 @@ class Mcu:
         if not state.passcode_set:
             return Error(ErrorCode.NOT_AUTHORISED, detail="no device passcode is set")
         now = self.clock()
-        remaining = self._remaining(state.passcode_locked_until_ms, now)
+        remaining = self._remaining("passcode_locked_until_ms", now)
         if remaining > 0:
             return Error(ErrorCode.LOCKED_OUT, retry_after_ms=max(1, round(remaining * 1000)),
                          detail=f"{state.passcode_failures} wrong passcodes")

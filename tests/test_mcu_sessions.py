@@ -278,3 +278,30 @@ def test_lockout_refuses_faces_but_not_status_listing_or_closing(tmp_path: Path)
     for purpose in (m.Purpose.UNLOCK, m.Purpose.WALLET_ADDRESS):
         assert code(bench.ask(m.OpenSession(purpose, 2, 3))) == m.ErrorCode.LOCKED_OUT
     assert code(bench.ask(m.OpenSession(m.Purpose.WALLET_SIGN, 2, 3, 0, b"pay"))) == m.ErrorCode.LOCKED_OUT
+
+
+def test_a_clock_set_backwards_cannot_stretch_the_lockout_beyond_the_cap(tmp_path: Path) -> None:
+    # An RTC that loses its battery restarts in the past: the deadline then lies decades ahead. It used
+    # to read "24 h left" for as long as the clock took to catch up, which was a permanent lockout.
+    bench = provisioned(tmp_path, Clock(), USERS)
+    for attempt in range(5):
+        impostor_attempt(bench, attempt)
+    bench.clock.advance(-10**7)
+    assert status(bench).lockout_remaining_ms == 86_400_000
+    bench.clock.advance(43_200)
+    bench.start()  # the pulled-in deadline is kept: a restart does not push it out again
+    assert status(bench).lockout_remaining_ms == 43_200_000
+    bench.clock.advance(43_200)
+    assert status(bench).lockout_remaining_ms == 0
+
+
+def test_a_clock_set_backwards_cannot_stretch_the_passcode_delay_beyond_the_cap(tmp_path: Path) -> None:
+    bench = provisioned(tmp_path, Clock(), USERS)
+    for _ in range(5):
+        bench.ask(m.Passcode("not the passcode"))
+    bench.clock.advance(-10**7)
+    assert code(bench.ask(m.Passcode(PASSCODE))) == m.ErrorCode.LOCKED_OUT
+    assert status(bench).passcode_lockout_ms == 86_400_000
+    bench.clock.advance(86_400)
+    assert status(bench).passcode_lockout_ms == 0
+    assert bench.ask(m.Passcode(PASSCODE)) == m.PasscodeOk(False)
