@@ -546,8 +546,8 @@ class Mcu:
             return refused
         state = self.state
         slot = state.users.get(request.user)
-        if slot is not None and request.generation <= slot.active_generation:
-            return Error(ErrorCode.MALFORMED, detail="the generation must grow with each enrolment")
+        if request.generation == 0 or (slot is not None and request.generation <= slot.active_generation):
+            return Error(ErrorCode.MALFORMED, detail="the generation must be at least 1 and grow with each enrolment")
         if not 0 < request.radius_sq <= state.lattice_radius_sq:
             return Error(ErrorCode.MALFORMED, detail="radius beyond the device lattice's")
         if slot is None and len(state.users) >= MAX_USERS:

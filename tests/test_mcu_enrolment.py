@@ -208,3 +208,12 @@ def test_the_65th_user_is_refused(tmp_path: Path) -> None:
     bench.admin()
     assert code(bench.stage("zed", face(7))) == m.ErrorCode.STORAGE_FULL
     assert isinstance(bench.stage("u00", face(7)), m.FaceEnrolled)  # re-enrolling one of them is fine
+
+
+def test_generation_0_is_refused(bench) -> None:
+    # Generation 0 is "none" in LIST_USERS: a user committed under it was active on the chip but listed
+    # as neither active nor pending (what reconcile reads as a user the chip no longer knows), and no
+    # host store holds a generation 0.
+    answer = bench.stage("cy", face(7), generation=0)
+    assert code(answer) == m.ErrorCode.MALFORMED and "generation" in answer.detail
+    assert "cy" not in bench.mcu.state.users
