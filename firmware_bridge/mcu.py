@@ -26,6 +26,7 @@ clock. The microcontroller decides every face itself (hardened mode v2, PROTOCOL
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
 import time
@@ -222,10 +223,12 @@ class Mcu:
             ListUsers: self._list_users,
             CloseSession: self._close_session,
         }[type(request)]
+        before = (copy.deepcopy(self.state), self._boot_lock)
         try:
             return handler(request)
         except StateError as exc:
             # The flash write failed: the request had no effect, and nothing it would have released left the chip.
+            self.state, self._boot_lock = before
             self._end_session()
             return Error(ErrorCode.INTERNAL, detail=clip_detail(str(exc)))
 

@@ -261,3 +261,41 @@ def test_a_wallet_account_beyond_2_31_is_refused_before_it_is_counted(bench: Ben
     assert code(refused) == m.ErrorCode.MALFORMED and "account" in refused.detail
     assert bench.ask(m.Status()).failures == 0
     assert bench.attempt(genuine(1, 0), genuine(1, 1), purpose=m.Purpose.WALLET_ADDRESS, account=2**31 - 1).outcome == m.Outcome.ACCEPT
+
+
+def fail_save(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """Make the `call`-th flash write from now fail."""
+    calls = []
+    real = mcu_state.save
+
+    def save(state_dir, state):
+        calls.append(1)
+        if len(calls) == call:
+            broken_flash()
+        real(state_dir, state)
+
+    monkeypatch.setattr(mcu_state, "save", save)
+
+
+def test_a_request_whose_flash_write_fails_has_no_effect(bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    # INTERNAL means "the request had no effect": each of these used to take effect in memory (a new
+    # passcode, a removed user, an unlocked device, a committed user), written to flash by the next save.
+    bench.start(provisioning=True)
+    fail_save(monkeypatch, 3)  # the guess is counted and cleared; then the passcode change is lost
+    assert code(bench.ask(m.SetPasscode(PASSCODE, "a new passcode"))) == m.ErrorCode.INTERNAL
+    monkeypatch.undo()
+    assert code(bench.ask(m.Passcode("a new passcode"))) == m.ErrorCode.WRONG_PASSCODE
+    fail_save(monkeypatch, 3)  # counted, cleared, then the unlock itself is lost
+    assert code(bench.ask(m.Passcode(PASSCODE))) == m.ErrorCode.INTERNAL
+    monkeypatch.undo()
+    assert bench.ask(m.Status()).passcode_required and not bench.ask(m.Status()).admin
+    bench.admin()
+    staged = bench.stage("cy", genuine(3, 0))
+    fail_save(monkeypatch, 1)
+    assert code(bench.ask(m.CommitUser("cy", staged.generation))) == m.ErrorCode.INTERNAL
+    monkeypatch.undo()
+    fail_save(monkeypatch, 1)
+    assert code(bench.ask(m.RemoveUser("ann"))) == m.ErrorCode.INTERNAL
+    monkeypatch.undo()
+    listed = m.decode_user_list(bench.ask(m.ListUsers(0)).entries)
+    assert listed == [("ann", 1, 0), ("bob", 1, 0), ("cy", 0, 1)]
