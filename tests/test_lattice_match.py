@@ -343,3 +343,10 @@ def test_the_exact_distance_check_does_not_wrap_around_int64() -> None:
     v = lm.decode(crafted, target, 22710, lm.OpCounts())
     assert v is not None and sum(int(x) ** 2 for x in target - v) > 2**63
     assert lm.match(crafted, A, rows, target, np.zeros(t.m, np.int64), 22710, lm.OpCounts()) is None
+
+
+@pytest.mark.parametrize("q", [65536, 9, 362])
+def test_tables_for_a_composite_modulus_are_refused_not_a_crash(kiosk, q: int) -> None:
+    # secret_rows inverts mod q: for a composite q, pow(x, -1, q) raised ValueError out of the handler.
+    answer = upload(kiosk, dataclasses.replace(tables(), q=q).to_bytes(), 1000)
+    assert code(answer) == m.ErrorCode.REJECTED and "not lattice tables" in answer.detail
