@@ -7,6 +7,7 @@ says anything about any record.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import re
 import struct
@@ -238,3 +239,26 @@ def test_a_hostile_stream_gets_answers_and_no_more_decisions_than_counted_attemp
     templates = {re.sub(r"0x[0-9a-f]+|\d+", "#", detail) for _, detail in details}
     assert len(templates) < 40
     assert not any(name in detail for _, detail in details for name in ("ann", "bob"))
+
+
+def test_every_kind_of_session_with_a_genuine_face_ends_in_a_well_formed_answer(bench: Bench) -> None:
+    """The accept path for every purpose, policy, account and message (where a wallet account of 2^31
+    used to raise out of the handler)."""
+    purposes = [(m.Purpose.UNLOCK, b""), (m.Purpose.WALLET_ADDRESS, b""), (m.Purpose.WALLET_SIGN, bytes(m.MAX_MESSAGE)),
+                (m.Purpose.UNLOCK, b"pay")]
+    accepts = 0
+    for (purpose, message), (k, n), account, person in itertools.product(
+            purposes, [(2, 3), (3, 3), (1, 3)], [0, 2**31 - 1, 2**31], [2, 99]):
+        if bench.mcu.state.failures >= 4:
+            bench.ask(m.Passcode(PASSCODE))  # keep the back-off out of the way
+        frames = [Frame(m.OpenSession.TYPE, 1, m.OpenSession(purpose, k, n, account, message).encode_payload())]
+        frames += [Frame(m.LoadRecord.TYPE, 2, m.LoadRecord(u, g, s).encode_payload()) for u, (g, s) in bench.records.items()]
+        frames += [Frame(m.Probe.TYPE, 3, m.Probe(vec(genuine(person, i))).encode_payload()) for i in range(4)]
+        for frame in frames:
+            reply = bench.mcu.handle_frame(frame)
+            answer = m.decode_message(reply.type, reply.payload)
+            assert reply.seq == frame.seq and isinstance(answer, m.RESPONSES)
+            if isinstance(answer, m.VerdictMessage) and answer.outcome == m.Outcome.ACCEPT:
+                assert answer.user == {1: "ann", 2: "bob"}[person]
+                accepts += 1
+    assert accepts == 3 * 2 * 2  # valid purpose, policy and account, genuine face
