@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mcu_bench import SEED, Clock, code, lattice, make, provision, tables, upload
+from mcu_bench import SEED, Bench, Clock, code, face, make, provision, tables, upload
 
 from latticelock.firmware_bridge import lattice_match as lm
 from latticelock.firmware_bridge import messages as m
@@ -250,8 +250,6 @@ def test_chunks_out_of_order_are_refused(kiosk) -> None:
 
 
 def test_the_lattice_cannot_be_replaced_while_users_exist(tmp_path: Path) -> None:
-    from mcu_bench import Bench, face
-
     bench = Bench(tmp_path, Clock())
     provision(bench.start(provisioning=True))
     bench.enrol("alice", face(1))

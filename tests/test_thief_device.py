@@ -24,10 +24,11 @@ from mcu_bench import PASSCODE, RADIUS_SQ, Bench, Clock, face, genuine, provisio
 
 from latticelock.firmware_bridge import lattice_match as lm
 from latticelock.firmware_bridge import messages as m
-from latticelock.firmware_bridge.keys import unlock_key, verify_signature, wallet_key
+from latticelock.firmware_bridge.keys import unlock_key, verify_unlock, wallet_key
 from latticelock.firmware_bridge.sealing import ChipKeys, SealError, face_key, unseal
 
 OWNER_A, OWNER_B, KID, STRANGER = 1, 2, 3, 4
+PURPOSES = [(m.Purpose.UNLOCK, b""), (m.Purpose.WALLET_SIGN, b"send everything"), (m.Purpose.WALLET_ADDRESS, b"")]
 
 
 def twin_devices(root: Path) -> dict[str, Bench]:
@@ -71,7 +72,8 @@ def thief(bench: Bench, extra_probes: list[bytes] = ()) -> list[m.Message]:
     queue = list(extra_probes)
     for attempt in range(14):  # more attempts than the passcode allows; the thief waits out every back-off
         bench.clock.advance(bench.ask(m.Status()).lockout_remaining_ms / 1000)
-        if not isinstance(ask(m.OpenSession(m.Purpose.WALLET_SIGN, 2, 3, 0, b"send everything")), m.Session):
+        purpose, message = PURPOSES[attempt % len(PURPOSES)]
+        if not isinstance(ask(m.OpenSession(purpose, 2, 3, 0, message)), m.Session):
             continue
         for request in (m.LoadRecord("owner", kid_gen, kid_blob), m.LoadRecord("kid", owner_gen, owner_blob),
                         m.LoadRecord("owner", owner_gen + 1, owner_blob), m.LoadRecord("owner", owner_gen, owner_blob),
@@ -204,4 +206,5 @@ def test_a_face_the_thief_happens_to_hold_is_the_only_difference(tmp_path: Path)
     accept, reject = runs["a"][first], runs["b"][first]
     assert (accept.outcome, accept.user, reject.outcome) == (m.Outcome.ACCEPT, "owner", m.Outcome.REJECT)
     assert reject.signature == bytes(64) and reject.public_key == bytes(32)
-    assert verify_signature(accept.public_key, b"send everything", accept.signature)
+    nonce = next(x.nonce for x in reversed(runs["a"][:first]) if isinstance(x, m.Session))
+    assert verify_unlock(accept.public_key, nonce, "owner", accept.signature)  # the first attempt is an unlock
