@@ -36,6 +36,7 @@ Fixed-point bounds (validated at provisioning; m <= 64, q < 2^17, R^2 < 2^25):
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from dataclasses import dataclass
 
@@ -105,7 +106,8 @@ class LatticeTables:
         if len(data) < cls._HEAD.size:
             raise TableError("lattice tables truncated")
         magic, m, n, q, p_frac = cls._HEAD.unpack_from(data)
-        if magic != cls.MAGIC or not 1 <= n < m <= MAX_M or not 2 < q < MAX_Q or not X_FRAC <= p_frac <= MAX_P_FRAC:
+        if (magic != cls.MAGIC or not 1 <= n < m <= MAX_M or not 2 < q < MAX_Q or not _is_prime(q)
+                or not X_FRAC <= p_frac <= MAX_P_FRAC):
             raise TableError("not lattice tables for this firmware")
         sizes = [(np.dtype("<i2"), m * m), (np.dtype("<i4"), m * m), (np.dtype("<i4"), m * m), (np.dtype("<i8"), m)]
         if len(data) != cls._HEAD.size + sum(dt.itemsize * count for dt, count in sizes):
@@ -119,6 +121,11 @@ class LatticeTables:
 
     def digest(self) -> bytes:
         return hashlib.sha256(self.to_bytes()).digest()
+
+
+def _is_prime(q: int) -> bool:
+    """Trial division (q < 2^17: at most 362 divisions); secret recovery inverts mod q."""
+    return q > 1 and all(q % d for d in range(2, math.isqrt(q) + 1))
 
 
 def validate(tables: LatticeTables, A: np.ndarray) -> np.ndarray:
@@ -310,7 +317,9 @@ def match(tables: LatticeTables, A: np.ndarray, rows: SecretRows, c: np.ndarray,
     if np.any((A @ s - v) % q != 0):
         return None
     d = t - v
-    if int(d @ d) > int(radius_sq):
+    # Each coordinate first, so the sum of squares stays far inside int64 (v can be any lattice point
+    # when the tables' Gram-Schmidt data do not belong to their basis).
+    if np.any(np.abs(d) > math.isqrt(int(radius_sq))) or int(d @ d) > int(radius_sq):
         return None
     return s
 

@@ -26,6 +26,7 @@ clock. The microcontroller decides every face itself (hardened mode v2, PROTOCOL
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
 import time
@@ -40,6 +41,7 @@ from latticelock.firmware_bridge import mcu_state, passcode
 from latticelock.firmware_bridge.errors import MessageError, StateError, UnknownMessageError
 from latticelock.firmware_bridge.framing import MAX_PAYLOAD, PROTOCOL_VERSION, Frame
 from latticelock.firmware_bridge.keys import (
+    MAX_ACCOUNT,
     public_key_bytes,
     unlock_key,
     unlock_message,
@@ -221,10 +223,12 @@ class Mcu:
             ListUsers: self._list_users,
             CloseSession: self._close_session,
         }[type(request)]
+        before = (copy.deepcopy(self.state), self._boot_lock)
         try:
             return handler(request)
         except StateError as exc:
             # The flash write failed: the request had no effect, and nothing it would have released left the chip.
+            self.state, self._boot_lock = before
             self._end_session()
             return Error(ErrorCode.INTERNAL, detail=clip_detail(str(exc)))
 
@@ -245,7 +249,7 @@ class Mcu:
             lockout_remaining_ms=round(self.lockout_remaining() * 1000),
             passcode_required=self.passcode_required,
             passcode_failures=min(self.state.passcode_failures, 0xFFFF),
-            passcode_lockout_ms=round(self._remaining(self.state.passcode_locked_until_ms, now) * 1000),
+            passcode_lockout_ms=round(self._remaining("passcode_locked_until_ms", now) * 1000),
             attempts_left_today=min(self._budget(now) // 1000, 0xFFFF),
             lockouts=self.state.lockouts,
             unlocks=self.state.unlocks,
@@ -258,11 +262,17 @@ class Mcu:
 
     def lockout_remaining(self) -> float:
         """Seconds until a face session may be opened again (0 when not locked)."""
-        return self._remaining(self.state.locked_until_ms, self.clock())
+        return self._remaining("locked_until_ms", self.clock())
 
-    def _remaining(self, until_ms: int, now: float) -> float:
-        # A clock set backwards must not stretch a lock beyond the longest back-off.
-        return min(max(until_ms / 1000 - now, 0.0), self.backoff_max)
+    def _remaining(self, deadline: str, now: float) -> float:
+        """Seconds until the state's `deadline` (ms) passes. A clock set backwards must not stretch a lock
+        beyond the longest back-off: a deadline further ahead is pulled in to that, and kept there."""
+        now_ms = round(now * 1000)
+        latest = now_ms + round(self.backoff_max * 1000)
+        if getattr(self.state, deadline) > latest:
+            setattr(self.state, deadline, latest)
+            self._save()
+        return max(getattr(self.state, deadline) - now_ms, 0) / 1000
 
     # --- passcode -------------------------------------------------------------------------------
 
@@ -304,7 +314,7 @@ class Mcu:
         if not state.passcode_set:
             return Error(ErrorCode.NOT_AUTHORISED, detail="no device passcode is set")
         now = self.clock()
-        remaining = self._remaining(state.passcode_locked_until_ms, now)
+        remaining = self._remaining("passcode_locked_until_ms", now)
         if remaining > 0:
             return Error(ErrorCode.LOCKED_OUT, retry_after_ms=max(1, round(remaining * 1000)),
                          detail=f"{state.passcode_failures} wrong passcodes")
@@ -339,9 +349,12 @@ class Mcu:
             return refused
         if request.offset == 0:
             self._upload = bytearray()
-        if request.offset != len(self._upload) or len(self._upload) + len(request.data) > MAX_TABLES:
+        if request.offset != len(self._upload):
             self._upload = bytearray()
-            return Error(ErrorCode.MALFORMED, detail="chunks must arrive in order and total at most 64 KiB")
+            return Error(ErrorCode.MALFORMED, detail="chunks must arrive in order")
+        if len(self._upload) + len(request.data) > MAX_TABLES:
+            self._upload = bytearray()
+            return Error(ErrorCode.LIMIT, detail="lattice tables total at most 64 KiB")
         self._upload += request.data
         return ChunkOk(len(self._upload))
 
@@ -408,6 +421,8 @@ class Mcu:
                 return Error(ErrorCode.LIMIT, detail=f"sessions allow k >= {policy_k} matches of n <= {policy_n} probes")
             if (purpose is Purpose.WALLET_SIGN) != bool(request.message):
                 return Error(ErrorCode.MALFORMED, detail="a message to sign goes with a wallet-sign session only")
+            if request.account >= MAX_ACCOUNT:
+                return Error(ErrorCode.MALFORMED, detail=f"a wallet account is below {MAX_ACCOUNT}")
             if not any(slot.active for slot in self.state.users.values()):
                 return Error(ErrorCode.UNKNOWN_USER, detail="no user is enrolled")
             refused = self._face_gate()
@@ -534,8 +549,8 @@ class Mcu:
             return refused
         state = self.state
         slot = state.users.get(request.user)
-        if slot is not None and request.generation <= slot.active_generation:
-            return Error(ErrorCode.MALFORMED, detail="the generation must grow with each enrolment")
+        if request.generation == 0 or (slot is not None and request.generation <= slot.active_generation):
+            return Error(ErrorCode.MALFORMED, detail="the generation must be at least 1 and grow with each enrolment")
         if not 0 < request.radius_sq <= state.lattice_radius_sq:
             return Error(ErrorCode.MALFORMED, detail="radius beyond the device lattice's")
         if slot is None and len(state.users) >= MAX_USERS:

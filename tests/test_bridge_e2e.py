@@ -1,4 +1,9 @@
-"""End to end: the simulator in a thread, the client over a pty pair and over socket:// on localhost."""
+"""End to end: the simulator in a thread, the client over a pty pair and over socket:// on localhost.
+
+The whole v2 exchange through `McuClient`: passcode, lattice upload, two-phase enrolment, a counted
+unlock session with the chip's signature, the typed refusals, restarts, and a link that recovers from
+bad frames.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mcu_bench import ITERATIONS, PASSCODE, RADIUS_SQ, SEED, Clock, face, genuine, lattice, tables
 
 from latticelock.firmware_bridge import messages as m
 from latticelock.firmware_bridge.client import McuClient
 from latticelock.firmware_bridge.errors import (
-    ChallengeError,
+    CollisionError,
     LinkError,
     LinkTimeoutError,
     LockedOutError,
+    NotAuthorisedError,
     NotProvisioningError,
+    PasscodeRequiredError,
     RejectedError,
+    SessionError,
+    WrongPasscodeError,
 )
 from latticelock.firmware_bridge.framing import MAX_ENCODED, Frame, encode_frame
-from latticelock.firmware_bridge.keys import sign_unlock, unlock_key
+from latticelock.firmware_bridge.keys import verify_unlock
 from latticelock.firmware_bridge.link import open_link
+from latticelock.firmware_bridge.messages import Outcome, Purpose
 from latticelock.firmware_bridge.simulator import McuSimulator, run_simulator
 
-FACE_KEY = bytes(range(100, 132))
 TRANSPORTS = ["pty", "listen://127.0.0.1:0"]
 
 
@@ -34,13 +44,16 @@ class Bench:
     def __init__(self, transport: str, state_dir: Path) -> None:
         self.transport = transport
         self.state_dir = state_dir
+        self.clock = Clock()
         self.sim: McuSimulator | None = None
         self.clients: list[McuClient] = []
+        self.records: dict[str, tuple[int, bytes]] = {}
 
     def client(self, provisioning: bool = False) -> McuClient:
         self.stop()
-        self.sim = McuSimulator(self.transport, self.state_dir, provisioning=provisioning).start()
-        client = McuClient(open_link(self.sim.address, timeout=2.0))
+        self.sim = McuSimulator(self.transport, self.state_dir, provisioning=provisioning, clock=self.clock,
+                                passcode_iterations=ITERATIONS).start()
+        client = McuClient(open_link(self.sim.address, timeout=5.0))
         self.clients.append(client)
         return client
 
@@ -52,6 +65,26 @@ class Bench:
             self.sim.stop()
             self.sim = None
 
+    def enrol(self, mcu: McuClient, user: str, person: int) -> m.FaceEnrolled:
+        mcu.open_session(Purpose.ENROL)
+        for other, (generation, sealed) in self.records.items():
+            mcu.load_record(other, generation, sealed)
+        staged = mcu.enroll_face(user, self.records.get(user, (0, b""))[0] + 1, RADIUS_SQ, face(person))
+        self.records[user] = (staged.generation, staged.sealed)
+        mcu.commit_user(user, staged.generation)
+        mcu.close_session()
+        return staged
+
+    def unlock(self, mcu: McuClient, person: int, seed: int = 0):
+        """One counted attempt with two probes of `person`; the last verdict and the session."""
+        session = mcu.open_session(Purpose.UNLOCK, 2, 3)
+        for user, (generation, sealed) in self.records.items():
+            mcu.load_record(user, generation, sealed)
+        verdict = mcu.probe(genuine(person, seed))
+        if verdict.outcome is Outcome.PENDING:
+            verdict = mcu.probe(genuine(person, seed + 1))
+        return verdict, session
+
 
 @pytest.fixture(params=TRANSPORTS, ids=["pty", "socket"])
 def bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
@@ -60,73 +93,80 @@ def bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
     bench.stop()
 
 
-def enrol(bench: Bench, user: str = "alice") -> McuClient:
+def provisioned(bench: Bench, users: dict[str, int]) -> McuClient:
+    """Passcode, lattice and `users` (name -> person) over the link; then a restart and the passcode."""
     kiosk = bench.client(provisioning=True)
     assert kiosk.hello().provisioning
-    kiosk.enroll_face_key(user, FACE_KEY)
-    return bench.client()
+    kiosk.set_passcode(PASSCODE)
+    lattice_id = kiosk.provision_lattice("l2fe-facenet-m32", SEED, tables().to_bytes(), int(lattice().max_radius**2))
+    assert kiosk.hello().lattice_id == lattice_id
+    for user, person in users.items():
+        bench.enrol(kiosk, user, person)
+    mcu = bench.client()
+    mcu.passcode(PASSCODE)
+    return mcu
 
 
-def test_enrol_then_unlock(bench: Bench) -> None:
-    mcu = enrol(bench)
+def test_provision_enrol_then_unlock_with_the_chips_signature(bench: Bench) -> None:
+    mcu = provisioned(bench, {"ann": 1, "bob": 2})
     version = mcu.hello()
-    assert (version.protocol, version.provisioning) == (1, False)
-    mcu.unlock_with_face_key("alice", FACE_KEY)
-    assert mcu.status()["unlocks"] == 1
+    assert (version.protocol, version.provisioning, version.passcode_set) == (2, False, True)
+    verdict, session = bench.unlock(mcu, 2)
+    assert (verdict.outcome, verdict.user) == (Outcome.ACCEPT, "bob")
+    assert verify_unlock(verdict.public_key, session.nonce, "bob", verdict.signature)
+    assert [(u.name, u.active_generation, u.pending_generation) for u in mcu.list_users()] == [("ann", 1, 0), ("bob", 1, 0)]
+    assert mcu.status()["unlocks"] == 2  # the passcode, then the face
 
 
-def test_wrong_face_key_is_rejected(bench: Bench) -> None:
-    mcu = enrol(bench)
+def test_another_face_is_rejected_and_a_foreign_record_refused(bench: Bench) -> None:
+    mcu = provisioned(bench, {"ann": 1})
+    verdict, _ = bench.unlock(mcu, 9)
+    assert (verdict.outcome, verdict.user, verdict.signature) == (Outcome.REJECT, None, None)
+    mcu.open_session(Purpose.UNLOCK, 2, 3)
     with pytest.raises(RejectedError, match="REJECTED"):
-        mcu.unlock_with_face_key("alice", bytes(32))
-    with pytest.raises(RejectedError):
-        mcu.unlock_with_face_key("nobody", FACE_KEY)
-    mcu.unlock_with_face_key("alice", FACE_KEY)
+        mcu.load_record("bob", *bench.records["ann"])
+    assert mcu.status()["failures"] == 2
 
 
-def test_replayed_signature_fails(bench: Bench) -> None:
-    mcu = enrol(bench)
-    nonce = mcu.get_challenge()
-    signature = sign_unlock(unlock_key(FACE_KEY), nonce, "alice")
-    mcu.unlock("alice", signature)
-    with pytest.raises(ChallengeError, match="NO_CHALLENGE"):
-        mcu.unlock("alice", signature)
-    mcu.get_challenge()
-    with pytest.raises(RejectedError):
-        mcu.unlock("alice", signature)
+def test_a_probe_without_a_session_is_a_session_error(bench: Bench) -> None:
+    mcu = provisioned(bench, {"ann": 1})
+    with pytest.raises(SessionError, match="NO_SESSION"):
+        mcu.probe(genuine(1, 0))
 
 
-def test_enrolment_outside_provisioning_mode_is_refused(bench: Bench) -> None:
-    mcu = bench.client()
+def test_enrolment_needs_provisioning_mode_and_the_passcode(bench: Bench) -> None:
+    mcu = provisioned(bench, {"ann": 1})
     with pytest.raises(NotProvisioningError, match="provisioning"):
-        mcu.enroll_face_key("eve", FACE_KEY)
-    assert mcu.status()["users"] == 0
+        mcu.open_session(Purpose.ENROL)
+    kiosk = bench.client(provisioning=True)
+    with pytest.raises(NotAuthorisedError, match="passcode"):
+        kiosk.open_session(Purpose.ENROL)
+    with pytest.raises(WrongPasscodeError) as wrong:
+        kiosk.passcode("not the passcode")
+    assert wrong.value.retry_after == 0
+    assert kiosk.passcode(PASSCODE) is True
+    with pytest.raises(CollisionError, match="ann"):
+        bench.enrol(kiosk, "eve", 1)
+    assert kiosk.status()["users"] == 1
 
 
-def test_lockout_persists_across_simulator_restarts(bench: Bench) -> None:
-    mcu = enrol(bench)
-    macs = {mcu.pepper_mac("alice", bytes([i])) for i in range(5)}
-    assert len(macs) == 5
+def test_lockout_and_the_restart_lock_persist_across_simulator_restarts(bench: Bench) -> None:
+    mcu = provisioned(bench, {"ann": 1})
+    for _ in range(5):
+        mcu.open_session(Purpose.UNLOCK, 2, 3)
     with pytest.raises(LockedOutError, match="retry in 30 s") as info:
-        mcu.pepper_mac("alice", b"one more")
-    assert info.value.retry_after == pytest.approx(30, abs=1)
-
+        mcu.open_session(Purpose.UNLOCK, 2, 3)
+    assert info.value.retry_after == 30
     mcu = bench.client()
-    with pytest.raises(LockedOutError):
-        mcu.unlock_with_face_key("alice", FACE_KEY)
+    with pytest.raises(PasscodeRequiredError):
+        mcu.open_session(Purpose.UNLOCK, 2, 3)
     status = mcu.status()
-    assert (status["failures"], status["lockouts"]) == (5, 1)
-    assert 0 < status["lockout_remaining_s"] <= 30
+    assert (status["failures"], status["lockouts"], status["lockout_remaining_s"]) == (5, 1, 30)
+    mcu.passcode(PASSCODE)
+    assert bench.unlock(mcu, 1)[0].outcome is Outcome.ACCEPT
 
 
-def test_pepper_mac_is_stable_across_restarts(bench: Bench) -> None:
-    mcu = enrol(bench)
-    first = mcu.pepper_mac("alice", b"s")
-    mcu.unlock_with_face_key("alice", FACE_KEY)
-    assert bench.client().pepper_mac("alice", b"s") == first
-
-
-def raw_answer(mcu: McuClient, timeout: float = 2.0) -> tuple[int, m.Message]:
+def raw_answer(mcu: McuClient, timeout: float = 5.0) -> tuple[int, m.Message]:
     frame = mcu.link.receive_frame(timeout)
     return frame.seq, m.decode_message(frame.type, frame.payload)
 
@@ -139,7 +179,7 @@ def test_bad_frames_are_answered_with_errors_and_the_link_recovers(bench: Bench)
     answers = [raw_answer(mcu), raw_answer(mcu)]
     assert all(seq == 0 and a.code == m.ErrorCode.BAD_FRAME for seq, a in answers)
     assert "CRC-32" in answers[1][1].detail
-    assert mcu.hello().protocol == 1
+    assert mcu.hello().protocol == 2
 
     mcu.link.write(b"\x00" + b"\x11" * (MAX_ENCODED + 10) + b"\x00")
     seq, answer = raw_answer(mcu)
@@ -154,10 +194,10 @@ def test_unknown_type_foreign_version_and_malformed_payload(bench: Bench) -> Non
     mcu.link.send_frame(Frame(m.Hello.TYPE, 12, b"", version=9))
     seq, answer = raw_answer(mcu)
     assert (seq, answer.code) == (12, m.ErrorCode.UNSUPPORTED_VERSION)
-    mcu.link.send_frame(Frame(m.Unlock.TYPE, 13, b"\x05alice\x00"))
+    mcu.link.send_frame(Frame(m.LoadRecord.TYPE, 13, b"\x03ann\x00"))
     seq, answer = raw_answer(mcu)
     assert (seq, answer.code) == (13, m.ErrorCode.MALFORMED) and "truncated" in answer.detail
-    assert mcu.hello().protocol == 1
+    assert mcu.hello().protocol == 2
 
 
 def test_a_silent_peer_times_out() -> None:
@@ -171,10 +211,21 @@ def test_a_silent_peer_times_out() -> None:
 
 
 def test_socket_simulator_serves_clients_one_after_another(tmp_path: Path) -> None:
-    with McuSimulator("listen://127.0.0.1:0", tmp_path) as sim:
+    with McuSimulator("listen://127.0.0.1:0", tmp_path, passcode_iterations=ITERATIONS) as sim:
         for _ in range(3):
-            with McuClient(open_link(sim.address, timeout=2.0)) as mcu:
+            with McuClient(open_link(sim.address, timeout=5.0)) as mcu:
                 assert mcu.status()["users"] == 0
+
+
+def test_a_session_outlives_the_connection_that_opened_it(tmp_path: Path) -> None:
+    # Sessions have no owner: the next host connection inherits it (and its count).
+    with McuSimulator("listen://127.0.0.1:0", tmp_path, provisioning=True, passcode_iterations=ITERATIONS) as sim:
+        with McuClient(open_link(sim.address, timeout=5.0)) as mcu:
+            mcu.set_passcode(PASSCODE)
+            mcu.provision_lattice("l2fe-facenet-m32", SEED, tables().to_bytes(), int(lattice().max_radius**2))
+            mcu.open_session(Purpose.ENROL)
+        with McuClient(open_link(sim.address, timeout=5.0)) as mcu:
+            assert mcu.enroll_face("ann", 1, RADIUS_SQ, face(1)).user == "ann"
 
 
 def test_run_simulator_reports_its_address_and_stops(tmp_path: Path) -> None:
@@ -187,11 +238,11 @@ def test_run_simulator_reports_its_address_and_stops(tmp_path: Path) -> None:
     )
     thread.start()
     try:
-        for _ in range(100):
+        for _ in range(250):
             if ready:
                 break
             stop.wait(0.02)
-        with McuClient(open_link(ready[0], timeout=2.0)) as mcu:
+        with McuClient(open_link(ready[0], timeout=5.0)) as mcu:
             assert mcu.hello().provisioning
     finally:
         stop.set()

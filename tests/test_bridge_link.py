@@ -6,17 +6,21 @@ import pytest
 
 from latticelock.firmware_bridge.client import McuClient, raise_for_error
 from latticelock.firmware_bridge.errors import (
-    ChallengeError,
     ChecksumError,
+    CollisionError,
     LinkError,
     LinkTimeoutError,
     LockedOutError,
     McuError,
+    NotAuthorisedError,
     NotProvisioningError,
     OversizeFrameError,
+    PasscodeRequiredError,
     ProtocolError,
     RejectedError,
+    SessionError,
     UnknownMessageError,
+    WrongPasscodeError,
 )
 from latticelock.firmware_bridge.framing import MAX_ENCODED, Frame, encode_frame
 from latticelock.firmware_bridge.link import Link, open_link
@@ -98,31 +102,40 @@ def test_sequence_numbers_skip_zero(loop: Link) -> None:
 
 
 def test_client_rejects_an_answer_of_the_wrong_type(loop: Link) -> None:
-    # loop:// echoes the HELLO request back instead of a VERSION answer.
+    # loop:// echoes each request back instead of its answer.
     client = McuClient(loop)
     with pytest.raises(ProtocolError, match="expected Version in answer to Hello, got Hello"):
         client.hello()
-    with pytest.raises(ProtocolError, match="expected Mac"):
-        client.mac_for("alice")(b"data")
+    with pytest.raises(ProtocolError, match="expected VerdictMessage in answer to Probe, got Probe"):
+        client.probe([1, 2, 3])
 
 
-@pytest.mark.parametrize(
-    "code, cls",
-    [
-        (ErrorCode.REJECTED, RejectedError),
-        (ErrorCode.NO_CHALLENGE, ChallengeError),
-        (ErrorCode.NOT_PROVISIONING, NotProvisioningError),
-        (ErrorCode.LOCKED_OUT, LockedOutError),
-        (ErrorCode.INTERNAL, McuError),
-        (0xEE, McuError),
-    ],
-)
-def test_error_codes_map_to_exceptions(code: int, cls: type) -> None:
-    with pytest.raises(cls) as info:
+# PROTOCOL.md section 3: the classes the host maps the refusals to; every other code is a plain McuError.
+ERROR_CLASSES = {
+    ErrorCode.REJECTED: RejectedError,
+    ErrorCode.NO_SESSION: SessionError,
+    ErrorCode.NOT_PROVISIONING: NotProvisioningError,
+    ErrorCode.LOCKED_OUT: LockedOutError,
+    ErrorCode.PASSCODE_REQUIRED: PasscodeRequiredError,
+    ErrorCode.WRONG_PASSCODE: WrongPasscodeError,
+    ErrorCode.NOT_AUTHORISED: NotAuthorisedError,
+    ErrorCode.COLLISION: CollisionError,
+}
+
+
+@pytest.mark.parametrize("code", [*ErrorCode, 0xEE], ids=lambda c: getattr(c, "name", hex(c)))
+def test_every_error_code_maps_to_its_exception(code: int) -> None:
+    cls = ERROR_CLASSES.get(code, McuError)
+    with pytest.raises(McuError) as info:
         raise_for_error(Error(code, 2500, "why"))
     assert type(info.value) is cls
     assert info.value.code == code and info.value.retry_after == 2.5
     assert "why" in str(info.value)
+
+
+def test_a_lockout_says_when_to_retry() -> None:
+    with pytest.raises(LockedOutError, match="LOCKED_OUT.*retry in 30 s"):
+        raise_for_error(Error(ErrorCode.LOCKED_OUT, 30_000, "5 failed attempts"))
 
 
 def test_a_peer_that_stops_reading_fails_the_write_instead_of_hanging() -> None:
