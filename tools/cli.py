@@ -27,6 +27,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
             "latticelock.tools.eval_lfw",
             "latticelock.tools.eval_schemes",
             "latticelock.tools.eval_policy",
+            "latticelock.tools.eval_replay",
         ],
     ),
     "forensics": (
@@ -40,6 +41,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
             "latticelock.tools.bench_fe",
             "latticelock.tools.bench_decode",
             "latticelock.tools.bench_device",
+            "latticelock.tools.bench_mcu",
         ],
     ),
 }
