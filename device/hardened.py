@@ -44,8 +44,10 @@ class SealedUser:
     sealed: bytes
 
 
-def sealed_users(store: FlashStore) -> tuple[list[SealedUser], list[tuple[str, str]]]:
-    """The store's hardened users, and (name, reason) for each entry that is not one."""
+def sealed_users(store: FlashStore, active: dict[str, int] | None = None) -> tuple[list[SealedUser], list[tuple[str, str]]]:
+    """The store's hardened users, and (name, reason) for each entry that is not one. With `active` (the
+    chip's active generation per user), records the chip would refuse are left out with their reason:
+    one stale record must not spoil every user's counted attempt."""
     from latticelock.kernels.errors import KernelsError
     from latticelock.kernels.recipe import sealed_fields
 
@@ -56,6 +58,10 @@ def sealed_users(store: FlashStore) -> tuple[list[SealedUser], list[tuple[str, s
             lattice, sealed = sealed_fields(record)
         except KernelsError as exc:
             skipped.append((user.name, str(exc)))
+            continue
+        if active is not None and active.get(user.name) != user.generation:
+            skipped.append((user.name, f"generation {user.generation} is not the microcontroller's "
+                                       f"({active.get(user.name) or 'none'}); re-enrol this user"))
             continue
         users.append(SealedUser(user.name, user.generation, record.parameter_set, lattice, sealed))
     return users, skipped
@@ -75,28 +81,39 @@ def ensure_lattice(mcu: "McuClient", parameter_set: str) -> bytes:
 
 
 def reconcile(store: FlashStore, mcu: "McuClient") -> list[str]:
-    """Finish or undo enrolments and removals a crash interrupted; returns what was done, in words."""
+    """Finish or undo enrolments and removals a crash interrupted; returns what was done, in words.
+
+    A pending enrolment whose record the store holds is committed (with the blob's digest, which only
+    the holder of the blob can give); any other pending one is aborted. A store user the chip no longer
+    knows (a removal interrupted between chip and flash) is removed from the store. A store record of
+    another generation than the chip's active one cannot be opened: it is reported, and left out of
+    every attempt (`sealed_users(..., on_chip=...)`) until the user is re-enrolled."""
     from latticelock.kernels.recipe import SEALED_SCHEME_ID
 
     done = []
     on_chip = {entry.name: entry for entry in mcu.list_users()}
-    stored = {user.name: user for user in store.users()}
+    active = {name: entry.active_generation for name, entry in on_chip.items()}
+    stored = {user.name: user for user in sealed_users(store)[0]}
     for name, entry in on_chip.items():
         if not entry.pending_generation:
             continue
         user = stored.get(name)
         if user is not None and user.generation == entry.pending_generation:
-            mcu.commit_user(name, entry.pending_generation)
+            mcu.commit_user(name, entry.pending_generation, user.sealed)
+            active[name] = entry.pending_generation
             done.append(f"committed {name!r} generation {entry.pending_generation} (stored before an interruption)")
         else:
             mcu.abort_user(name)
             done.append(f"rolled back {name!r}: its enrolment was interrupted before the record was stored")
-    for name, user in stored.items():
-        entry = on_chip.get(name)
-        if entry is None or (not entry.active_generation and not entry.pending_generation):
-            if user.scheme_id == SEALED_SCHEME_ID:
-                store.delete(name)
-                done.append(f"removed {name!r} from the store: the microcontroller no longer knows it (interrupted removal)")
+    for user in store.users():
+        if user.scheme_id != SEALED_SCHEME_ID:
+            continue
+        if user.name not in on_chip:
+            store.delete(user.name)
+            done.append(f"removed {user.name!r} from the store: the microcontroller no longer knows it (interrupted removal)")
+        elif active[user.name] != user.generation:
+            done.append(f"{user.name!r}: the store holds generation {user.generation}, the microcontroller "
+                        f"{active[user.name] or 'none'}; re-enrol this user")
     for line in done:
         log.warning("reconciled: %s", line)
     return done
@@ -129,7 +146,7 @@ def enrol(store: FlashStore, mcu: "McuClient", user: str, template: np.ndarray, 
         except CollisionError as exc:
             raise EnrolmentError(f"{exc.detail}: enrolment refused, nothing stored") from None
         stored = store.put(user, sealed_record(parameter_set, lattice_id, staged.sealed), generation=generation)
-        mcu.commit_user(user, generation)
+        mcu.commit_user(user, generation, staged.sealed)
     finally:
         _close(mcu)
     return HardenedEnrolment(stored, staged.public_key)

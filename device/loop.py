@@ -155,7 +155,8 @@ class Authenticator:
             from latticelock.device.hardened import reconcile, sealed_users
 
             reconcile(self.store, self.mcu)
-            self.sealed, self.skipped = sealed_users(self.store)
+            active = {entry.name: entry.active_generation for entry in self.mcu.list_users()}
+            self.sealed, self.skipped = sealed_users(self.store, active)
             self.user_names = [u.name for u in self.sealed]
         else:
             self.gallery, self.skipped = _plain_gallery(self.store, self.recipe_options)

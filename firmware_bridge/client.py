@@ -173,8 +173,9 @@ class McuClient:
         """Stage `user`'s new record (pending until `commit_user`): the sealed helper data and the unlock public key."""
         return self._request(EnrollFace(user, generation, radius_sq, encode_vector(vector)), FaceEnrolled)
 
-    def commit_user(self, user: str, generation: int) -> None:
-        self._request(CommitUser(user, generation), UserCommitted)
+    def commit_user(self, user: str, generation: int, sealed: bytes) -> None:
+        """Make the pending enrolment active; `sealed` is the blob the host stored (its digest is the proof)."""
+        self._request(CommitUser(user, generation, hashlib.sha256(sealed).digest()), UserCommitted)
 
     def abort_user(self, user: str) -> None:
         self._request(AbortUser(user), UserAborted)

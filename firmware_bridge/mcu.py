@@ -165,6 +165,7 @@ class Mcu:
         if session_ttl <= 0 or backoff_base <= 0 or backoff_max < backoff_base or daily_attempts < 1:
             raise ValueError("session_ttl, backoff_base and daily_attempts must be positive and backoff_max >= backoff_base")
         self.state_dir = Path(state_dir)
+        mcu_state.claim(self.state_dir)
         self.state = mcu_state.load_or_create(self.state_dir)
         self.keys = ChipKeys.from_pepper(self.state.pepper)
         self.provisioning = provisioning
@@ -319,10 +320,10 @@ class Mcu:
             return Error(ErrorCode.LOCKED_OUT, retry_after_ms=max(1, round(remaining * 1000)),
                          detail=f"{state.passcode_failures} wrong passcodes")
         state.passcode_failures += 1
-        state.passcode_locked_until_ms = round((now + passcode.delay_after(state.passcode_failures)) * 1000)
+        state.passcode_locked_until_ms = round((now + min(passcode.delay_after(state.passcode_failures), self.backoff_max)) * 1000)
         self._save()
         if not passcode.matches(guess, state.passcode_salt, state.passcode_verifier, state.passcode_iterations):
-            delay = passcode.delay_after(state.passcode_failures)
+            delay = min(passcode.delay_after(state.passcode_failures), self.backoff_max)
             return Error(ErrorCode.WRONG_PASSCODE, retry_after_ms=round(delay * 1000),
                          detail=f"wrong passcode ({state.passcode_failures} in a row)")
         state.passcode_failures, state.passcode_locked_until_ms = 0, 0
@@ -373,11 +374,13 @@ class Mcu:
             rows = validate(tables, A)
         except TableError as exc:
             return Error(ErrorCode.REJECTED, detail=clip_detail(f"lattice tables refused: {exc}"))
-        mcu_state.save_tables(self.state_dir, data)
+        digest = hashlib.sha256(data).digest()
+        mcu_state.save_tables(self.state_dir, data, digest)
         state = self.state
         state.parameter_set, state.lattice_seed, state.lattice_radius_sq = request.parameter_set, request.seed, request.radius_sq
-        state.lattice_digest = hashlib.sha256(data).digest()
+        state.lattice_digest = digest
         self._save()
+        mcu_state.drop_other_tables(self.state_dir, digest)
         self.lattice = _Lattice(tables, A, rows, self._lattice_id())
         return LatticeReady(self.lattice.lattice_id)
 
@@ -391,7 +394,7 @@ class Mcu:
         return hashlib.sha256(LATTICE_LABEL + s.device_id + s.lattice_seed + s.lattice_digest).digest()
 
     def _load_lattice(self) -> _Lattice:
-        data = mcu_state.load_tables(self.state_dir)
+        data = mcu_state.load_tables(self.state_dir, self.state.lattice_digest)
         if hashlib.sha256(data).digest() != self.state.lattice_digest:
             raise StateError("the device lattice in flash does not match its digest")
         try:
@@ -483,9 +486,11 @@ class Mcu:
                  counts: OpCounts) -> np.ndarray | None:
         lat = self.lattice
         s = match(lat.tables, lat.A, lat.rows, c, vector, radius_sq, counts)
-        if s is None or not tags_equal(secret_tag(self.keys, user, generation, s), tag):
-            return None
-        return s
+        # The tag is computed whether or not the search found a point (on zeros then), so a miss and a
+        # hit cost the same HMAC; the search itself is padded to its budgets.
+        candidate = s if s is not None else np.zeros(lat.tables.n, dtype=np.int64)
+        matched = tags_equal(secret_tag(self.keys, user, generation, candidate), tag)
+        return s if s is not None and matched else None
 
     def _probe(self, request: Probe) -> Message:
         session = self._current()
@@ -509,9 +514,10 @@ class Mcu:
         winner = next((u for u in session.loaded if session.matches[u] >= session.k), None)
         if winner is not None:
             return self._accept(session, winner)
-        best = max(session.matches.values(), default=0)
+        # No early reject: answering "no hope" after a non-matching probe would tell which single probe
+        # matched, letting one counted attempt test n different faces. Only n probes end it.
         left = session.n - session.probes
-        if best + left < session.k:
+        if left == 0:
             self._end_session()
             return VerdictMessage(Outcome.REJECT, "", _NO_KEY, _NO_SIGNATURE, 0)
         return VerdictMessage(Outcome.PENDING, "", _NO_KEY, _NO_SIGNATURE, left)
@@ -589,8 +595,11 @@ class Mcu:
         return FaceEnrolled(request.user, request.generation, sealed, public)
 
     def _commit_user(self, request: CommitUser) -> Message:
+        # The digest proves the caller holds the sealed blob (the host that stored it): a bystander on the
+        # link cannot activate a record the host never stored, which would lock its user out.
         slot = self.state.users.get(request.user)
-        if slot is None or not slot.pending or slot.pending_generation != request.generation:
+        if (slot is None or not slot.pending or slot.pending_generation != request.generation
+                or not tags_equal(request.digest, slot.pending_digest)):
             return Error(ErrorCode.UNKNOWN_USER, detail="no such pending enrolment")
         slot.active_generation, slot.active_digest = slot.pending_generation, slot.pending_digest
         slot.pending_generation, slot.pending_digest = 0, mcu_state.NO_DIGEST
@@ -681,7 +690,7 @@ class Mcu:
 
     def _tally(self, counts: OpCounts) -> None:
         self.last_probe = counts
-        for name in ("decodes", "nodes", "macs", "padded_nodes"):
+        for name in ("decodes", "nodes", "macs", "padded_nodes", "padded_macs"):
             setattr(self.counts, name, getattr(self.counts, name) + getattr(counts, name))
 
     def _save(self) -> None:

@@ -14,7 +14,7 @@ read-protected flash, not the device's):
                                 | pending generation u32 | pending digest 32
     | crc32 u32
 
-`mcu-lattice.bin`: the device lattice's decoding tables (`lattice_match.LatticeTables`, about 41 KB
+`mcu-lattice.bin.<digest>`: the device lattice's decoding tables (`lattice_match.LatticeTables`, about 41 KB
 at m = 64), written once at provisioning and checked against the SHA-256 above at every start.
 
 Per user the chip keeps no biometric data: a generation and the SHA-256 of the sealed helper data the
@@ -203,15 +203,55 @@ def save(state_dir: Path, state: McuState) -> None:
     write_region(Path(state_dir), STATE_FILE, state.to_bytes())
 
 
-def load_tables(state_dir: Path) -> bytes:
+def _tables_name(digest: bytes) -> str:
+    # Named by their digest: new tables never overwrite the ones the current state points to, so a
+    # power cut between writing them and committing the state leaves a chip that still starts.
+    return f"{LATTICE_FILE}.{digest.hex()[:16]}"
+
+
+def load_tables(state_dir: Path, digest: bytes) -> bytes:
     try:
-        return (Path(state_dir) / LATTICE_FILE).read_bytes()
+        return (Path(state_dir) / _tables_name(digest)).read_bytes()
     except OSError as exc:
         raise StateError(f"cannot read the device lattice: {exc.strerror or exc}") from None
 
 
-def save_tables(state_dir: Path, data: bytes) -> None:
-    write_region(Path(state_dir), LATTICE_FILE, data)
+def save_tables(state_dir: Path, data: bytes, digest: bytes) -> None:
+    write_region(Path(state_dir), _tables_name(digest), data)
+
+
+def drop_other_tables(state_dir: Path, digest: bytes) -> None:
+    """Remove tables the state no longer points to (after the state naming the new ones is on flash)."""
+    keep = _tables_name(digest)
+    for path in Path(state_dir).glob(f"{LATTICE_FILE}.*"):
+        if path.name != keep:
+            path.unlink(missing_ok=True)
+
+
+_CLAIMS: dict[str, int] = {}
+
+
+def claim(state_dir: Path) -> None:
+    """Hold the state directory for this process (flock), so two simulators cannot share one chip's flash
+    and lose each other's counts. A restart within this process keeps the claim."""
+    import fcntl
+
+    key = str(Path(state_dir).resolve())
+    if key in _CLAIMS:
+        return
+    if Path(state_dir).exists() and not Path(state_dir).is_dir():
+        raise StateError(f"microcontroller state directory {state_dir} is not a directory")
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(Path(state_dir) / "LOCK", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot lock microcontroller state {state_dir}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateError(f"microcontroller state {state_dir} is in use by another simulator process") from None
+    _CLAIMS[key] = fd
 
 
 def write_region(directory: Path, name: str, data: bytes) -> None:

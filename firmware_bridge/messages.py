@@ -352,9 +352,10 @@ class EnrollFace(Message):
 @dataclass(frozen=True)
 class CommitUser(Message):
     TYPE: ClassVar[int] = 0x0B
-    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Uint("generation", "generation", 32))
+    LAYOUT: ClassVar[tuple[_Field, ...]] = (_USER, _Uint("generation", "generation", 32), _Fixed("digest", "sealed blob SHA-256", DIGEST_SIZE))
     user: str
     generation: int
+    digest: bytes
 
 
 @dataclass(frozen=True)

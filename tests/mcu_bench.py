@@ -130,7 +130,7 @@ class Bench:
         assert isinstance(staged, m.FaceEnrolled), staged
         self.records[user] = (staged.generation, staged.sealed)
         self.public_keys[user] = staged.public_key
-        assert self.ask(m.CommitUser(user, staged.generation)) == m.UserCommitted(user, staged.generation)
+        assert self.ask(m.CommitUser(user, staged.generation, hashlib.sha256(staged.sealed).digest())) == m.UserCommitted(user, staged.generation)
         self.ask(m.CloseSession())
         return staged
 

@@ -40,7 +40,7 @@ SAMPLES: list[m.Message] = [
     m.LoadRecord("alice", 2, bytes(range(256)) + bytes(69)),
     m.Probe(m.encode_vector(range(-32, 32))),
     m.EnrollFace("bøb", 1, 10_928_974, m.encode_vector(range(64))),
-    m.CommitUser("bøb", 1),
+    m.CommitUser("bøb", 1, bytes(range(32))),
     m.AbortUser("bøb"),
     m.RemoveUser("carol"),
     m.ListUsers(0),

@@ -3,6 +3,8 @@ write failures) and any frame at all."""
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import zlib
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mcu_bench import PASSCODE, Bench, Clock, code, genuine, make, provisioned, vec
+from mcu_bench import PASSCODE, RADIUS_SQ, Bench, Clock, code, genuine, make, provision, provisioned, tables, upload, vec
 
 from latticelock.firmware_bridge import mcu_state
 from latticelock.firmware_bridge import messages as m
@@ -169,7 +171,7 @@ def test_a_user_listed_twice_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", [lambda b: b[:-1], lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:], lambda b: b""])
 def test_a_damaged_device_lattice_is_refused(tmp_path: Path, damage) -> None:
     provisioned(tmp_path, Clock())
-    path = tmp_path / mcu_state.LATTICE_FILE
+    (path,) = tmp_path.glob(mcu_state.LATTICE_FILE + ".*")
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(StateError, match="device lattice"):
         make(tmp_path, Clock())
@@ -177,7 +179,8 @@ def test_a_damaged_device_lattice_is_refused(tmp_path: Path, damage) -> None:
 
 def test_a_missing_device_lattice_is_refused(tmp_path: Path) -> None:
     provisioned(tmp_path, Clock())
-    (tmp_path / mcu_state.LATTICE_FILE).unlink()
+    for path in tmp_path.glob(mcu_state.LATTICE_FILE + ".*"):
+        path.unlink()
     with pytest.raises(StateError, match="cannot read the device lattice"):
         make(tmp_path, Clock())
 
@@ -226,7 +229,7 @@ def test_an_enrolment_that_cannot_be_written_stages_nothing(bench: Bench, monkey
     monkeypatch.setattr(mcu_state, "save", broken_flash)
     assert code(bench.stage("cy", genuine(3, 0))) == m.ErrorCode.INTERNAL
     monkeypatch.undo()
-    assert code(bench.ask(m.CommitUser("cy", 1))) == m.ErrorCode.UNKNOWN_USER
+    assert code(bench.ask(m.CommitUser("cy", 1, bytes(32)))) == m.ErrorCode.UNKNOWN_USER
 
 
 # --- any frame -------------------------------------------------------------------------------------
@@ -292,10 +295,32 @@ def test_a_request_whose_flash_write_fails_has_no_effect(bench: Bench, monkeypat
     bench.admin()
     staged = bench.stage("cy", genuine(3, 0))
     fail_save(monkeypatch, 1)
-    assert code(bench.ask(m.CommitUser("cy", staged.generation))) == m.ErrorCode.INTERNAL
+    assert code(bench.ask(m.CommitUser("cy", staged.generation, hashlib.sha256(staged.sealed).digest()))) == m.ErrorCode.INTERNAL
     monkeypatch.undo()
     fail_save(monkeypatch, 1)
     assert code(bench.ask(m.RemoveUser("ann"))) == m.ErrorCode.INTERNAL
     monkeypatch.undo()
     listed = m.decode_user_list(bench.ask(m.ListUsers(0)).entries)
     assert listed == [("ann", 1, 0), ("bob", 1, 0), ("cy", 0, 1)]
+
+
+def test_a_power_cut_between_new_tables_and_the_state_leaves_a_chip_that_starts(tmp_path: Path, monkeypatch) -> None:
+    """Replacing the lattice writes the tables under their own name first: the old state still starts."""
+    chip = make(tmp_path, Clock(), provisioning=True)
+    old_id = provision(chip)
+    monkeypatch.setattr(mcu_state, "save", lambda state_dir, state: (_ for _ in ()).throw(StateError("power cut")))
+    other = tables(seed=bytes(32))
+    assert code(upload(chip, other.to_bytes(), RADIUS_SQ, seed=bytes(32))) == m.ErrorCode.INTERNAL
+    monkeypatch.undo()
+    assert make(tmp_path, Clock()).handle(m.Hello()).lattice_id == old_id
+
+
+def test_two_simulator_processes_cannot_share_one_chips_flash(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    make(tmp_path, Clock())
+    code = ("import sys; from pathlib import Path; from latticelock.firmware_bridge.mcu import Mcu\n"
+            "try:\n    Mcu(Path(sys.argv[1]))\nexcept Exception as exc:\n    print(exc)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120).stdout
+    assert "in use by another simulator process" in out

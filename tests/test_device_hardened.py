@@ -216,3 +216,20 @@ def test_a_hardened_store_needs_its_chip_and_its_records(tmp_path, device):
     auth = authenticator(store, mcu)
     assert auth.user_names == ["alice"] and auth.skipped[0][0] == "mallory"
     assert "unprotected" in auth.skipped[0][1]
+
+
+def test_a_stale_record_is_left_out_and_spoils_no_one_elses_attempt(tmp_path, device):
+    """A store restored from an old backup holds alice's previous generation, which the chip refuses:
+    alice is reported (re-enrol), bob's attempt is not burned on her record."""
+    store, mcu, _ = device
+    enrol_person(tmp_path, store, mcu, "alice", 1)
+    enrol_person(tmp_path, store, mcu, "bob", 2)
+    backup = store.get("alice").path.read_bytes()
+    enrol_person(tmp_path, store, mcu, "alice", 1, seeds=range(10, 15))
+    store.get("alice").path.write_bytes(backup)
+    done = hardened.reconcile(store, mcu)
+    assert any("re-enrol" in line and "alice" in line for line in done)
+    auth = authenticator(store, mcu)
+    assert auth.user_names == ["bob"] and "re-enrol" in dict(auth.skipped)["alice"]
+    assert attempt(tmp_path, auth, 2, [200, 201]).user == "bob"
+    assert mcu.status()["failures"] == 0

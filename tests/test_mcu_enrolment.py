@@ -186,8 +186,8 @@ def test_a_pending_record_does_not_open_until_committed(bench) -> None:
 
 def test_commit_and_abort_need_the_pending_generation(bench) -> None:
     bench.stage("ann", face(7))
-    assert code(bench.ask(m.CommitUser("ann", 3))) == m.ErrorCode.UNKNOWN_USER
-    assert code(bench.ask(m.CommitUser("bob", 2))) == m.ErrorCode.UNKNOWN_USER
+    assert code(bench.ask(m.CommitUser("ann", 3, bytes(32)))) == m.ErrorCode.UNKNOWN_USER
+    assert code(bench.ask(m.CommitUser("bob", 2, bytes(32)))) == m.ErrorCode.UNKNOWN_USER
     assert bench.ask(m.AbortUser("ann")) == m.UserAborted("ann")
     assert code(bench.ask(m.AbortUser("ann"))) == m.ErrorCode.UNKNOWN_USER
     assert bench.ask(m.ListUsers(0)).entries == m.encode_user_list([("ann", 1, 0)])

@@ -57,10 +57,10 @@ def test_issue11_1_owner_of_five_users_unlocks_after_20_impostor_attempts_and_th
         before = status(bench).failures
         decodes = bench.mcu.counts.decodes
         assert outcome(impostor_attempt(bench, attempt)) == m.Outcome.REJECT
-        # One count per attempt, with five users' records loaded and two probes decoded against each
-        # (after two misses, 2 of 3 can no longer happen).
+        # One count per attempt, with five users' records loaded and n = 3 probes decoded against each
+        # (the chip never rejects before the n-th probe: that would tell which probe matched).
         assert status(bench).failures == before + 1
-        assert bench.mcu.counts.decodes - decodes == 2 * len(USERS)
+        assert bench.mcu.counts.decodes - decodes == 3 * len(USERS)
     assert waits == [30, 60, 120, 240, 480] * 2 and passcodes == 1
     assert status(bench).passcode_required
     assert code(owner_attempt(bench, USERS["eve"])) == m.ErrorCode.PASSCODE_REQUIRED
@@ -201,11 +201,21 @@ def test_sessions_may_tighten_the_policy(tmp_path: Path, k: int, n: int) -> None
 def test_issue11_3_a_session_decodes_at_most_n_probes_then_ends(tmp_path: Path) -> None:
     bench = provisioned(tmp_path, Clock(), USERS)
     bench.open()
-    answers = [bench.ask(m.Probe(vec(genuine(IMPOSTOR, i)))) for i in range(2)]
-    assert [outcome(a) for a in answers] == [m.Outcome.PENDING, m.Outcome.REJECT]
-    assert [a.probes_left for a in answers] == [2, 0]
+    answers = [bench.ask(m.Probe(vec(genuine(IMPOSTOR, i)))) for i in range(3)]
+    assert [outcome(a) for a in answers] == [m.Outcome.PENDING, m.Outcome.PENDING, m.Outcome.REJECT]
+    assert [a.probes_left for a in answers] == [2, 1, 0]
     assert code(bench.ask(m.Probe(vec(genuine(1, 0))))) == m.ErrorCode.NO_SESSION
-    assert bench.mcu.counts.decodes == 2 * len(USERS)
+    assert bench.mcu.counts.decodes == 3 * len(USERS)
+
+
+def test_no_answer_tells_which_single_probe_matched(tmp_path: Path) -> None:
+    """Probes of two different faces, one of them the owner's: the answers are those of two misses."""
+    bench = provisioned(tmp_path, Clock(), USERS)
+    bench.open()
+    mixed = [outcome(bench.ask(m.Probe(vec(v)))) for v in (genuine(1, 0), genuine(IMPOSTOR, 0))]
+    bench.open()
+    misses = [outcome(bench.ask(m.Probe(vec(genuine(IMPOSTOR, i))))) for i in range(2)]
+    assert mixed == misses == [m.Outcome.PENDING, m.Outcome.PENDING]
 
 
 def test_issue11_3_malformed_probes_spend_the_session_too(tmp_path: Path) -> None:
@@ -233,7 +243,7 @@ def test_issue11_3_a_new_session_replaces_the_old_one_and_is_counted(tmp_path: P
     assert isinstance(bench.ask(m.OpenSession(m.Purpose.UNLOCK, 2, 3)), m.Session)
     assert status(bench).failures == 2
     # The first session's records are gone: the owner's face matches nothing in the new one.
-    answers = [bench.ask(m.Probe(vec(genuine(1, i)))) for i in range(2)]
+    answers = [bench.ask(m.Probe(vec(genuine(1, i)))) for i in range(3)]
     assert outcome(answers[-1]) == m.Outcome.REJECT
 
 
