@@ -150,22 +150,26 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(kiosk, allowed_hosts=LOOPBACK_HOSTS if loopback else ["*"])
         port = sock.getsockname()[1]
         shown = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"LatticeLock kiosk at http://{shown}:{port}/ (store {store.path}, {chip.description}); "
-              "sign in with the device passcode; Ctrl-C stops it", flush=True)
         if note:
             print(note, flush=True)
         if not loopback:
             print(f"WARNING: the kiosk listens on {args.host}, reachable from the network, over plain HTTP: the "
                   "passcode, the user list and the live preview of faces can be seen by anyone on the path. "
                   "Serve it on 127.0.0.1 unless this network is the kiosk's own.", file=sys.stderr, flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-        # uvicorn shuts down gracefully on SIGTERM, then raises it again: with Python's default action the
-        # process would die there, leaving the temporary store and chip behind. Exiting instead unwinds them.
-        previous = signal.signal(signal.SIGTERM, _exit)
+        print(f"LatticeLock kiosk at http://{shown}:{port}/ (store {store.path}, {chip.description}); "
+              "sign in with the device passcode; Ctrl-C stops it", flush=True)
+        # A preview stream left open must not hold the shutdown (and the temporary store) for long.
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                               timeout_graceful_shutdown=5))
+        # uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the signal again: by default the
+        # process would die there (or unwind as an interruption). Exiting instead unwinds the temporary store.
+        previous = {signum: signal.signal(signum, _exit) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.run(sockets=[sock])
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            print("kiosk stopped" + (f"; removing {scratch}" if scratch else ""), flush=True)
     return 0
 
 

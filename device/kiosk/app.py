@@ -261,13 +261,16 @@ class KioskApp:
             return Response(status_code=204)
 
         async def frames():
+            # Each part is closed by the next boundary at once: a browser shows a part only when it has ended.
+            boundary = f"\r\n--{PREVIEW_BOUNDARY}\r\n".encode()
+            yield boundary
             shown = -1
             while True:
                 version, jpeg, finished = await run_in_threadpool(job.preview, shown, 1.0)
                 if jpeg is not None and version != shown:
                     shown = version
-                    head = f"--{PREVIEW_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                    yield head.encode() + jpeg + b"\r\n"
+                    head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                    yield head + jpeg + boundary
                 if finished:
                     return
                 # Let a disconnected page's cancellation land between frames.

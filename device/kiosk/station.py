@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from latticelock.device.enrol import EnrolConfig, capture_good_frames, make_template, store_template
 from latticelock.device.errors import (
     ChipUnreachableError,
@@ -36,7 +38,7 @@ from latticelock.device.kiosk.enrolment import EnrolmentJob, EnrolmentOutcome
 from latticelock.device.kiosk.operators import SignInLimiter
 from latticelock.device.lockout import Lockout
 from latticelock.device.sources import Source, SourceOptions, open_source
-from latticelock.device.store import FlashStore, check_user_name
+from latticelock.device.store import FlashStore, StoredUser, check_user_name
 from latticelock.kernels.params import DEFAULT_SET
 
 if TYPE_CHECKING:
@@ -362,7 +364,7 @@ class Kiosk:
         finally:
             self._release()
 
-    def _seal(self, user: str, template) -> tuple:
+    def _seal(self, user: str, template: np.ndarray) -> tuple[StoredUser, bytes | None]:
         """`store_template` through the chip; every failure becomes a KioskError in words, the pair left consistent."""
         from latticelock.device.errors import EnrolmentError
         from latticelock.device.hardened import reconcile
