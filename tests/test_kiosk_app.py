@@ -77,6 +77,13 @@ def test_first_run_sets_the_passcode_then_signs_in(kiosk):
     assert stale.get("/", follow_redirects=False).headers["location"] == "/signin"
 
 
+def test_a_damaged_store_is_one_line_on_a_page(operator, kiosk):
+    (kiosk.store.path / "STORE").write_bytes(b"LATTICELOCK-STORE\n" + bytes(40))
+    page = operator.get("/")
+    assert page.status_code == 500 and "store header is corrupt" in page.text and "Traceback" not in page.text
+    assert "The kiosk cannot do this now" in page.text
+
+
 def test_cookie_headers_and_host_rules(kiosk):
     client = client_for(kiosk)
     page = client.get("/signin")

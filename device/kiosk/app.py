@@ -173,6 +173,12 @@ class KioskApp:
         except ValueError:
             return -1
 
+    async def device_error(self, request: Request, exc: Exception) -> Response:
+        """A device error no page expected (a damaged store, say): its one line, on a page, never a traceback."""
+        session = getattr(request.state, "session", None) or self.sessions.new()
+        request.state.session = session
+        return self._render(request, session, "problem.html", status=500, error=str(exc))
+
     # --- sign-in --------------------------------------------------------------------------------
 
     async def signin_form(self, request: Request, session: OperatorSession) -> Response:
@@ -318,6 +324,6 @@ class KioskApp:
 
 def create_app(kiosk: Kiosk, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, sessions: Sessions | None = None) -> Starlette:
     """The kiosk's ASGI app; `allowed_hosts` are the Host names it answers to (["*"] when bound to all interfaces)."""
-    routes = KioskApp(kiosk, sessions or Sessions()).routes()
+    pages = KioskApp(kiosk, sessions or Sessions())
     middleware = [Middleware(SecurityHeaders), Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))]
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(routes=pages.routes(), middleware=middleware, exception_handlers={DeviceError: pages.device_error})
