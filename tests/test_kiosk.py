@@ -42,12 +42,13 @@ def test_sessions_rotate_on_sign_in_and_expire_with_the_admin_window():
     assert sessions.get("") is None and sessions.get(None) is None
 
 
-def test_anonymous_sessions_are_bounded():
+def test_anonymous_sessions_are_bounded_and_cannot_push_out_an_operator():
     sessions = Sessions(clock=Clock())
+    operator = sessions.sign_in(sessions.new())
     first = sessions.new()
     for _ in range(MAX_SESSIONS):
         sessions.new()
-    assert sessions.get(first.id) is None
+    assert sessions.get(first.id) is None and sessions.get(operator.id) is operator
 
 
 def test_csrf_tokens_compare_whole():

@@ -66,11 +66,13 @@ class Sessions:
             return session
 
     def new(self) -> OperatorSession:
-        """A fresh anonymous session (the oldest is forgotten past MAX_SESSIONS: anonymous ones cost nothing to make)."""
+        """A fresh anonymous session. Past MAX_SESSIONS the oldest anonymous one is forgotten: they cost nothing
+        to make, so a flood of them must not push out an operator who signed in (that took the passcode)."""
         session = OperatorSession(secrets.token_urlsafe(32), secrets.token_urlsafe(32), self.clock() + ANONYMOUS_IDLE_S)
         with self._lock:
             while len(self._sessions) >= MAX_SESSIONS:
-                del self._sessions[min(self._sessions, key=lambda key: self._sessions[key].expires)]
+                anonymous = [s for s in self._sessions.values() if not s.signed_in] or list(self._sessions.values())
+                del self._sessions[min(anonymous, key=lambda s: s.expires).id]
             self._sessions[session.id] = session
         return session
 
