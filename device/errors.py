@@ -43,3 +43,19 @@ class EnrolmentError(DeviceError):
 
 class ConfigError(DeviceError):
     """A setting is out of range or a configuration file is malformed."""
+
+
+class KioskError(DeviceError):
+    """A kiosk request that cannot be carried out; the message is written for the operator's page."""
+
+
+class KioskBusyError(KioskError):
+    """The device is busy with another enrolment or attempt (one at a time: they share the chip and the camera)."""
+
+
+class SignInRequiredError(KioskError):
+    """The microcontroller's administrator window has closed (or it restarted): the operator must sign in again."""
+
+
+class ChipUnreachableError(KioskError):
+    """The microcontroller does not answer, or its link broke mid-request (the kiosk reconnects at the next one)."""

@@ -16,6 +16,10 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "on-device runtime: enrol, unlock, users, wallet, firmware bridge",
         ["latticelock.tools.device_commands"],
     ),
+    "kiosk": (
+        "provisioning at a kiosk: the operator's local web app",
+        ["latticelock.tools.kiosk_commands"],
+    ),
     "models": (
         "build, verify and inspect the MTCNN and FaceNet ONNX models",
         ["latticelock.tools.models_commands"],
