@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from latticelock.models.assets import mtcnn_onnx_paths
-from latticelock.models.backends import open_backend
+from latticelock.models.backends import Backend, open_backend
 from latticelock.models.errors import ImageError, ModelsError
 
 PYRAMID_FACTOR = 0.709
@@ -173,9 +173,9 @@ class Detector:
         paths = mtcnn_onnx_paths()
         self.min_face_size = min_face_size
         self.thresholds = tuple(float(t) for t in thresholds)
-        self._pnet = open_backend(paths["pnet"], backend=backend, threads=threads)
-        self._rnet = open_backend(paths["rnet"], backend=backend, threads=threads)
-        self._onet = open_backend(paths["onet"], backend=backend, threads=threads)
+        self.nets: dict[str, Backend] = {
+            name: open_backend(paths[name], backend=backend, threads=threads) for name in ("pnet", "rnet", "onet")
+        }
 
     def detect(
         self,
@@ -211,9 +211,9 @@ class Detector:
         Runtime's first-call allocations are not paid by the first real frame."""
         for scale in pyramid_scales(height, width, self.min_face_size):
             shape = (1, int(np.ceil(width * scale)), int(np.ceil(height * scale)), 3)
-            self._pnet.run({"input_1": np.zeros(shape, dtype=np.float32)})
-        self._rnet.run({"input_2": np.zeros((1, 24, 24, 3), dtype=np.float32)})
-        self._onet.run({"input_3": np.zeros((1, 48, 48, 3), dtype=np.float32)})
+            self.nets["pnet"].run({"input_1": np.zeros(shape, dtype=np.float32)})
+        self.nets["rnet"].run({"input_2": np.zeros((1, 24, 24, 3), dtype=np.float32)})
+        self.nets["onet"].run({"input_3": np.zeros((1, 48, 48, 3), dtype=np.float32)})
 
     # Stage 1: P-Net slides a 12x12 window over every pyramid level and proposes candidate boxes.
     # In a region, each level is still made from the whole image and then cut on P-Net's stride, so
@@ -230,7 +230,7 @@ class Detector:
                 continue
             level = cv2.resize(image, size, interpolation=cv2.INTER_AREA)[r0:r1, c0:c1]
             feed = _normalise(level.transpose(1, 0, 2))[None]
-            out = self._pnet.run({"input_1": feed})
+            out = self.nets["pnet"].run({"input_1": feed})
             prob = out["softmax"][0, :, :, 1].T  # back to [rows, cols]
             reg = out["conv2d_4"][0].transpose(1, 0, 2)
             rows, cols = np.nonzero(prob >= self.thresholds[0])
@@ -260,7 +260,7 @@ class Detector:
 
     # Stage 2: R-Net rescores every candidate on a 24x24 crop and refines its box.
     def _stage2(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        out = self._rnet.run({"input_2": self._crops(image, boxes, 24)})
+        out = self.nets["rnet"].run({"input_2": self._crops(image, boxes, 24)})
         scores = out["softmax_1"][:, 1]
         passed = scores > self.thresholds[1]
         boxes, scores, offsets = boxes[passed], scores[passed], out["dense_2"][passed]
@@ -269,7 +269,7 @@ class Detector:
 
     # Stage 3: O-Net rescores on a 48x48 crop, refines the box and places the five landmarks.
     def _stage3(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = self._onet.run({"input_3": self._crops(image, boxes, 48)})
+        out = self.nets["onet"].run({"input_3": self._crops(image, boxes, 48)})
         scores = out["softmax_2"][:, 1]
         passed = scores > self.thresholds[2]
         boxes, scores = boxes[passed], scores[passed]
