@@ -1,9 +1,10 @@
 """Face tracking for a frame stream: search the whole frame only until a face is found, then near it.
 
-A whole-frame MTCNN search of a 640x480 frame runs P-Net over about ten pyramid levels; once the face
-is known, its next position is within a face width or so and its size within a factor of two, so
-the search shrinks to a region around the last box and to the pyramid levels of that size (a few
-small levels). The whole frame is searched again:
+A whole-frame MTCNN search of a 640x480 frame runs P-Net over up to ten pyramid levels; once the
+face is known, its next position is within a face width or so and its size changes little, so P-Net
+runs only in a region around the last box and only at the levels whose window is near that size
+(the small levels). Those levels are the whole-frame search's own, so on the same frame the near
+search returns the box a whole-frame search returns. The whole frame is searched again:
 - until a face is found, and on the frame where the near search misses (the face moved too far, or left);
 - every `full_every_frames` frames or `full_every_s` seconds, whichever comes first, so a second face
   that enters the frame (a photo held up beside the user, say) is seen within that bound and, if the
