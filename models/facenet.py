@@ -40,6 +40,11 @@ class Embedder:
         return out
 
 
+    def warm_up(self, batch: int = 1) -> None:
+        """Embed `batch` blank crops once, so that the first real call pays no set-up."""
+        self.embed(np.zeros((batch, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8))
+
+
 def _check_crops(crops: object) -> np.ndarray:
     if not isinstance(crops, np.ndarray):
         raise ModelsError(f"crops must be a numpy array, got {type(crops).__name__}")

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from latticelock.models.assets import mtcnn_onnx_paths
-from latticelock.models.backends import open_backend
+from latticelock.models.backends import Backend, open_backend
 from latticelock.models.errors import ImageError, ModelsError
 
 PYRAMID_FACTOR = 0.709
@@ -127,16 +127,33 @@ def _normalise(pixels: np.ndarray) -> np.ndarray:
     return ((pixels.astype(np.float32) - 127.5) * (1.0 / 128.0)).astype(np.float32)
 
 
-def pyramid_scales(height: int, width: int, min_face_size: int) -> list[float]:
-    """Scales at which P-Net's 12-pixel window matches faces from `min_face_size` up to the image size."""
+def pyramid_scales(height: int, width: int, min_face_size: int, face_sizes: tuple[float, float] | None = None) -> list[float]:
+    """Scales at which P-Net's 12-pixel window matches faces from `min_face_size` up to the image size.
+
+    With `face_sizes` (smallest, largest side in pixels) only the levels whose window falls in that
+    range are kept; they are levels of the same ladder, so a search limited to a tracked face's size
+    sees that face at exactly the scales a full search would.
+    """
     scale = PNET_CELL / min_face_size
     side = min(height, width) * scale
     scales = []
     while side >= PNET_CELL:
-        scales.append(scale)
+        if face_sizes is None or face_sizes[0] <= PNET_CELL / scale <= face_sizes[1]:
+            scales.append(scale)
         scale *= PYRAMID_FACTOR
         side *= PYRAMID_FACTOR
     return scales
+
+
+def clip_region(region: tuple[float, float, float, float], height: int, width: int) -> tuple[int, int, int, int]:
+    """Integer (x1, y1, x2, y2) of `region` inside a height x width image; ModelsError if nothing of it is inside."""
+    if len(region) != 4 or not all(np.isfinite(v) for v in region):
+        raise ModelsError(f"a search region is four finite numbers (x1, y1, x2, y2), got {region!r}")
+    x1, y1 = max(0, int(np.floor(region[0]))), max(0, int(np.floor(region[1])))
+    x2, y2 = min(width, int(np.ceil(region[2]))), min(height, int(np.ceil(region[3])))
+    if x2 <= x1 or y2 <= y1:
+        raise ModelsError(f"search region {tuple(region)} lies outside the {width}x{height} image")
+    return x1, y1, x2, y2
 
 
 class Detector:
@@ -156,18 +173,29 @@ class Detector:
         paths = mtcnn_onnx_paths()
         self.min_face_size = min_face_size
         self.thresholds = tuple(float(t) for t in thresholds)
-        self._pnet = open_backend(paths["pnet"], backend=backend, threads=threads)
-        self._rnet = open_backend(paths["rnet"], backend=backend, threads=threads)
-        self._onet = open_backend(paths["onet"], backend=backend, threads=threads)
+        self.nets: dict[str, Backend] = {
+            name: open_backend(paths[name], backend=backend, threads=threads) for name in ("pnet", "rnet", "onet")
+        }
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """Every face in a uint8 [H, W, 3] RGB image, best score first; [] when there is none."""
+    def detect(
+        self,
+        image: np.ndarray,
+        region: tuple[float, float, float, float] | None = None,
+        face_sizes: tuple[float, float] | None = None,
+    ) -> list[Face]:
+        """Every face in a uint8 [H, W, 3] RGB image, best score first; [] when there is none.
+
+        `region` (x1, y1, x2, y2) limits where P-Net looks and `face_sizes` (smallest, largest side)
+        which pyramid levels it runs: a tracker's cheap search near the last face. R-Net and O-Net
+        still crop from the whole image, so a face found this way has the box a full search gives it.
+        """
         image = check_image(image)
         height, width = image.shape[:2]
-        scales = pyramid_scales(height, width, self.min_face_size)
+        region = (0, 0, width, height) if region is None else clip_region(region, height, width)
+        scales = pyramid_scales(height, width, self.min_face_size, face_sizes)
         if not scales:
             return []
-        boxes = self._stage1(image, scales)
+        boxes = self._stage1(image, scales, region)
         if len(boxes):
             boxes = self._stage2(image, boxes)
         if not len(boxes):
@@ -178,22 +206,38 @@ class Detector:
             for b, s, p in zip(boxes, scores, landmarks, strict=True)
         ]
 
+    def warm_up(self, height: int = 480, width: int = 640) -> None:
+        """Run each net once (P-Net at every pyramid level of a height x width frame), so that ONNX
+        Runtime's first-call allocations are not paid by the first real frame."""
+        for scale in pyramid_scales(height, width, self.min_face_size):
+            shape = (1, int(np.ceil(width * scale)), int(np.ceil(height * scale)), 3)
+            self.nets["pnet"].run({"input_1": np.zeros(shape, dtype=np.float32)})
+        self.nets["rnet"].run({"input_2": np.zeros((1, 24, 24, 3), dtype=np.float32)})
+        self.nets["onet"].run({"input_3": np.zeros((1, 48, 48, 3), dtype=np.float32)})
+
     # Stage 1: P-Net slides a 12x12 window over every pyramid level and proposes candidate boxes.
-    def _stage1(self, image: np.ndarray, scales: list[float]) -> np.ndarray:
+    # In a region, each level is still made from the whole image and then cut on P-Net's stride, so
+    # the windows P-Net scores there are exactly those of a whole-image search (a level made from
+    # the cut-out image would sample other pixels and move the boxes by a few percent).
+    def _stage1(self, image: np.ndarray, scales: list[float], region: tuple[int, int, int, int]) -> np.ndarray:
         height, width = image.shape[:2]
         found_boxes, found_scores, found_offsets = [], [], []
         for scale in scales:
             size = (int(np.ceil(width * scale)), int(np.ceil(height * scale)))
-            level = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            c0, r0 = (int(v * scale) // PNET_STRIDE * PNET_STRIDE for v in region[:2])
+            c1, r1 = min(size[0], int(np.ceil(region[2] * scale))), min(size[1], int(np.ceil(region[3] * scale)))
+            if c1 - c0 < PNET_CELL or r1 - r0 < PNET_CELL:
+                continue
+            level = cv2.resize(image, size, interpolation=cv2.INTER_AREA)[r0:r1, c0:c1]
             feed = _normalise(level.transpose(1, 0, 2))[None]
-            out = self._pnet.run({"input_1": feed})
+            out = self.nets["pnet"].run({"input_1": feed})
             prob = out["softmax"][0, :, :, 1].T  # back to [rows, cols]
             reg = out["conv2d_4"][0].transpose(1, 0, 2)
             rows, cols = np.nonzero(prob >= self.thresholds[0])
             if rows.size == 0:
                 continue
-            x1 = cols * PNET_STRIDE / scale
-            y1 = rows * PNET_STRIDE / scale
+            x1 = (c0 + cols * PNET_STRIDE) / scale
+            y1 = (r0 + rows * PNET_STRIDE) / scale
             boxes = np.stack([x1, y1, x1 + PNET_CELL / scale, y1 + PNET_CELL / scale], axis=1)
             scores = prob[rows, cols]
             keep = nms(boxes, scores, NMS_PER_SCALE)
@@ -216,7 +260,7 @@ class Detector:
 
     # Stage 2: R-Net rescores every candidate on a 24x24 crop and refines its box.
     def _stage2(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        out = self._rnet.run({"input_2": self._crops(image, boxes, 24)})
+        out = self.nets["rnet"].run({"input_2": self._crops(image, boxes, 24)})
         scores = out["softmax_1"][:, 1]
         passed = scores > self.thresholds[1]
         boxes, scores, offsets = boxes[passed], scores[passed], out["dense_2"][passed]
@@ -225,7 +269,7 @@ class Detector:
 
     # Stage 3: O-Net rescores on a 48x48 crop, refines the box and places the five landmarks.
     def _stage3(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = self._onet.run({"input_3": self._crops(image, boxes, 48)})
+        out = self.nets["onet"].run({"input_3": self._crops(image, boxes, 48)})
         scores = out["softmax_2"][:, 1]
         passed = scores > self.thresholds[2]
         boxes, scores = boxes[passed], scores[passed]

@@ -101,18 +101,39 @@ class FacePipeline:
         self.alignment = alignment
         self.flip_average = flip_average
 
-    def faces(self, image: np.ndarray) -> list[Face]:
-        """Every face MTCNN finds, in full-image coordinates (large images are shrunk for detection)."""
+    def faces(
+        self,
+        image: np.ndarray,
+        region: tuple[float, float, float, float] | None = None,
+        face_sizes: tuple[float, float] | None = None,
+    ) -> list[Face]:
+        """Every face MTCNN finds, in full-image coordinates (large images are shrunk for detection).
+
+        `region` and `face_sizes`, in full-image pixels, narrow the search as in `Detector.detect`.
+        """
         image = as_rgb(image)
         height, width = image.shape[:2]
-        scale = MAX_DETECT_SIDE / max(height, width)
-        if scale >= 1.0:
-            return self.detector.detect(image)
-        small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+        scale = min(1.0, MAX_DETECT_SIDE / max(height, width))
+        if scale < 1.0:
+            image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+        narrowed = {}  # only a narrowed search needs more of the detector than `detect(image)`
+        if region is not None:
+            narrowed["region"] = tuple(v * scale for v in region)
+        if face_sizes is not None:
+            narrowed["face_sizes"] = (face_sizes[0] * scale, face_sizes[1] * scale)
+        found = self.detector.detect(image, **narrowed)
+        if scale == 1.0:
+            return found
         return [
             Face(box=(f.box / scale).astype(np.float32), score=f.score, landmarks=(f.landmarks / scale).astype(np.float32))
-            for f in self.detector.detect(small)
+            for f in found
         ]
+
+    def warm_up(self, height: int = 480, width: int = 640, flip_average: bool | None = None) -> None:
+        """Run the detector at a height x width frame's shapes and the embedder at the batch one face needs."""
+        flip = self.flip_average if flip_average is None else flip_average
+        self.detector.warm_up(height, width)
+        self.embedder.warm_up(2 if flip else 1)
 
     @staticmethod
     def choose(faces: list[Face], image_shape: tuple[int, ...]) -> Face | None:
@@ -131,9 +152,13 @@ class FacePipeline:
         """The aligned uint8 [160, 160, 3] crop of `face`."""
         return align(as_rgb(image), face, self.alignment)
 
-    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
-        """Embeddings of aligned crops; with flip averaging, each is averaged with its mirror's and re-normalised."""
-        if not self.flip_average or len(crops) == 0:
+    def embed_crops(self, crops: np.ndarray, flip_average: bool | None = None) -> np.ndarray:
+        """Embeddings of aligned crops; with flip averaging, each is averaged with its mirror's and re-normalised.
+
+        `flip_average` overrides the pipeline's own setting for this call (the device loop decides its own).
+        """
+        flip = self.flip_average if flip_average is None else flip_average
+        if not flip or len(crops) == 0:
             return self.embedder.embed(crops)
         both = self.embedder.embed(np.concatenate([crops, crops[:, :, ::-1]]))
         summed = both[: len(crops)] + both[len(crops) :]

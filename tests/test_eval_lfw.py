@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from latticelock.tools.cli import main
 from latticelock.tools.errors import ToolsError
-from latticelock.tools.eval_embed import EmbeddingSet, embed_dataset, list_images, partial_path
+from latticelock.tools.eval_embed import EmbeddingSet, embed_dataset, list_images, parallelism, partial_path
 from latticelock.tools.eval_lfw import (
     Pair,
     load_embeddings,
@@ -299,3 +299,19 @@ def test_truncated_or_inconsistent_npz_files_are_clear_errors(tmp_path):
     np.savez(inconsistent, **{**arrays, "embeddings": np.zeros((2, 512), np.float32)})
     with pytest.raises(ToolsError, match="inconsistent"):
         EmbeddingSet.load(inconsistent)
+
+
+@pytest.mark.parametrize(
+    "asked, cores, chosen",
+    [((None, None), 2, (2, 1)), ((None, None), 1, (1, 1)), ((None, None), 32, (8, 4)), ((1, None), 2, (1, 2)),
+     ((None, 2), 2, (1, 2)), ((None, 4), 2, (1, 4)), ((3, 3), 2, (3, 3))],
+)
+def test_eval_embed_parallelism_fills_in_from_the_cores(asked, cores, chosen):
+    assert parallelism(*asked, cores=cores) == chosen
+
+
+def test_eval_embed_parallelism_refuses_zero():
+    with pytest.raises(ToolsError, match="--workers"):
+        parallelism(0, None, cores=2)
+    with pytest.raises(ToolsError, match="--threads"):
+        parallelism(None, 0, cores=2)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -162,3 +165,34 @@ def test_detection_is_consistent_on_a_mirrored_face(detector, datasets):
     b = detector.detect(np.ascontiguousarray(image[:, ::-1]))[0]
     mirrored = np.array([250 - b.box[2], b.box[1], 250 - b.box[0], b.box[3]])
     np.testing.assert_allclose(a.box, mirrored, atol=6)
+
+
+REFERENCE = Path(__file__).parent / "data" / "mtcnn_reference.json"
+
+
+@pytest.fixture(scope="module")
+def reference_images(datasets):
+    from latticelock.models.pipeline import load_image
+    from latticelock.tools.bench_pipeline import compose_frames
+
+    one, many, _ = compose_frames(datasets)
+    names = json.loads(REFERENCE.read_text())["images"]
+    return {name: one if name == "bench one" else many if name == "bench many" else load_image(datasets / name) for name in names}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", list(json.loads(REFERENCE.read_text())["images"]))
+def test_detections_match_the_reference_cascade(reference_images, name):
+    """The detector (as sped up) finds the faces the cascade found before, at the same places (see the file's header)."""
+    from latticelock.models.pipeline import FacePipeline
+
+    expected = json.loads(REFERENCE.read_text())["images"][name]
+    found = FacePipeline(detector=Detector(threads=1), embedder=object()).faces(reference_images[name])
+    assert len(found) == len(expected)
+    for face in found:
+        ref = min(expected, key=lambda r: np.abs(np.array(r["box"]) - face.box).max())
+        side = max(face.width, face.height)
+        # Within 1% of the face's side: a speed change must not move the boxes that alignment crops.
+        assert np.abs(np.array(ref["box"]) - face.box).max() <= 0.01 * side
+        assert np.abs(np.array(ref["landmarks"]) - face.landmarks).max() <= 0.01 * side
+        assert abs(ref["score"] - face.score) <= 1e-3

@@ -252,9 +252,17 @@ def test_bench_pipeline_command_finds_one_and_eight_faces(datasets, tmp_path, ca
     from latticelock.tools.cli import main
 
     out = tmp_path / "bench.json"
-    assert main(["bench", "pipeline", "--repeat", "1", "--threads", "1", "--dataset", str(datasets), "--json", str(out)]) == 0
+    assert main(["bench", "pipeline", "--repeat", "1", "--threads", "1", "--passes", "1", "--dataset", str(datasets),
+                 "--json", str(out)]) == 0
     assert "median ms" in capsys.readouterr().out
-    rows = {row["stage"]: row for row in json.loads(out.read_text())["results"]}
+    report = json.loads(out.read_text())
+    rows = {row["stage"]: row for row in report["results"]}
     assert rows["detect 640x480, 1 face"]["faces_found"] == 1
     assert rows["detect 640x480, many faces"]["faces_found"] == 8
-    assert all(row["median_ms"] > 0 for row in rows.values())
+    assert all(row["median_ms"] > 0 and row["raw_ms"] > 0 and row["ratio_to_raw"] > 0 for row in rows.values())
+    for stage in ("detect", "detect_loop", "detect_tracked"):
+        assert report[f"{stage}_s"] > 0 and report[f"{stage}_raw_s"] > 0
+        assert report[f"{stage}_ratio"] == pytest.approx(report[f"{stage}_s"] / report[f"{stage}_raw_s"])
+    assert report["embed_ratio"] == pytest.approx(report["embed_s"] / report["facenet_raw_s"])
+    stream = report["stream"]
+    assert stream["frames"] == len(list((datasets / "faces94_subset" / "anpage").iterdir())) and stream["fps"] > 0
