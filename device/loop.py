@@ -1,18 +1,20 @@
 """The unlock loop, top to bottom: frames in, one decision out.
 
-    auth = Authenticator(store, pipeline, mcu=client)      # reads the users once, warms the decoders
+    auth = Authenticator(store, pipeline, mcu=client)      # reads the users, warms the models and decoders
     result = auth.unlock(source)                           # one attempt; result.accepted, result.user
 
 One attempt:
-1. Refuse early while locked out (the microcontroller's count in hardened mode, the host's in plain).
-2. Open a matcher: in hardened mode a counted session on the microcontroller, which holds the sealed
-   helper data's key, decodes every probe against every user itself and answers only pending,
-   accept or reject (`HardenedMatcher`); in plain mode an attempt of `kernels.recipe` over the
-   plain records (`PlainMatcher`), whose k-of-n decision is `policy.AttemptPolicy`.
-3. For each frame: detect, choose the face, quality gate, embed (`check_frame`). The attempt belongs
-   to the first usable face's track; frames of any other face are skipped, never matched.
-4. Each usable embedding goes to the matcher until it decides; the frame budget and the window
-   bound the attempt whatever happens.
+1. Open a matcher: in hardened mode a counted session on the microcontroller (opened at the first
+   usable face), which holds the key to the sealed helper data, decodes every probe against every
+   user itself and answers only pending, accept or reject (`hardened.HardenedMatcher`); in plain mode
+   an attempt of `kernels.recipe` over the plain records (`PlainMatcher`), whose k-of-n decision is
+   `policy.AttemptPolicy` with one KDF for the candidate that reaches k. A lockout refuses here.
+2. Frames flow through `frames.FramePipeline`: capture, tracked detection, quality gate and FaceNet
+   overlap in threads, so the next frame is detected while this one is embedded.
+3. The attempt belongs to the first usable face's track: frames of any other face ("another face")
+   are never matched, so one attempt cannot mix people.
+4. Each usable embedding goes to the matcher until it decides; the frame budget and the window bound
+   the attempt whatever happens (settings may only tighten them).
 5. Log the attempt (no biometric data) and count it.
 
 The face key (plain mode) lives in memory only and is handed to the caller in the result.
@@ -30,8 +32,9 @@ import numpy as np
 from latticelock.device.errors import DeviceError
 from latticelock.device.lockout import Lockout
 from latticelock.device.policy import DEFAULT_POLICY, DEVICE_LIMITS, AttemptPolicy, Decision, PolicyConfig, Verdict
-from latticelock.device.quality import QualityConfig, assess
-from latticelock.device.sources import Frame, Source
+from latticelock.device.frames import FramePipeline
+from latticelock.device.quality import QualityConfig
+from latticelock.device.sources import Source
 from latticelock.device.store import FlashStore
 
 if TYPE_CHECKING:
@@ -48,9 +51,9 @@ class FrameReport:
     index: int
     name: str
     outcome: str
-    """"no face", "low quality: <reason>", "another face", "match <users>", "no match" or "sent"."""
+    """"no face", "low quality: <reason>", "another face", "match <users>", "no match" or "sent to the microcontroller"."""
     seconds: dict[str, float]
-    """Wall time of each stage: detect, gate, embed, match."""
+    """Wall time of each stage: detect, gate, embed, match, and latency (frame in to result out)."""
 
 
 @dataclass
@@ -58,7 +61,7 @@ class UnlockResult:
     verdict: Verdict
     frames_read: int
     latency_s: float
-    """Wall time from the attempt's first frame to the decision."""
+    """Wall time from the first usable frame entering the pipeline to the decision (0 with none)."""
     frames: list[FrameReport] = field(default_factory=list)
     key: bytes | None = None
     """Plain mode: the accepted user's face key (memory only)."""
@@ -145,9 +148,13 @@ class Authenticator:
             raise DeviceError(f"{store.path} is a hardened store: attach its microcontroller (--mcu URL)")
         self.mcu = mcu
         self.recipe_options = dict(recipe_options or {})
+        self.frames = FramePipeline(pipeline, quality=self.quality)
         self.reload()
-        if warm_up and not self.hardened:
-            self.gallery.warm_up()
+        if warm_up:
+            # Models, decoders and the numba kernels compiled now: the first attempt is as fast as the tenth.
+            self.frames.warm_up()
+            if not self.hardened:
+                self.gallery.warm_up()
 
     def reload(self) -> None:
         """Read the enrolled users (DeviceError if none is usable); hardened: reconcile with the chip first."""
@@ -166,24 +173,6 @@ class Authenticator:
         if not self.user_names:
             reasons = "; ".join(f"{name}: {why}" for name, why in self.skipped)
             raise DeviceError(f"no usable users are enrolled in {self.store.path}" + (f" ({reasons})" if reasons else ""))
-
-    def check_frame(self, frame: Frame) -> tuple[FrameReport, np.ndarray | None]:
-        """(report, embedding) for one frame; the embedding is None when the frame has no usable face."""
-        seconds: dict[str, float] = {}
-        t0 = time.perf_counter()
-        face = self.pipeline.choose(self.pipeline.faces(frame.image), frame.image.shape)
-        t1 = time.perf_counter()
-        seconds["detect"] = t1 - t0
-        if face is None:
-            return FrameReport(frame.index, frame.name, "no face", seconds), None
-        quality = assess(frame.image, face, self.quality)
-        t2 = time.perf_counter()
-        seconds["gate"] = t2 - t1
-        if not quality.ok:
-            return FrameReport(frame.index, frame.name, f"low quality: {quality.reasons[0]}", seconds), None
-        embedding = self.pipeline.embed_faces(frame.image, [face])[0]
-        seconds["embed"] = time.perf_counter() - t2
-        return FrameReport(frame.index, frame.name, "usable", seconds), embedding
 
     def _matcher(self, purpose: int, account: int, message: bytes) -> Matcher:
         if self.hardened:
@@ -204,26 +193,33 @@ class Authenticator:
         reports: list[FrameReport] = []
         started: float | None = None
         verdict: Verdict | None = None
+        track: int | None = None
         try:
-            for frame in source:
-                if started is None:
-                    started = time.perf_counter()
-                verdict = matcher.read(frame.timestamp)
-                if verdict.decision is not Decision.PENDING:
-                    break
-                report, embedding = self.check_frame(frame)
-                if embedding is not None:
-                    t0 = time.perf_counter()
-                    verdict = matcher.observe(frame.timestamp, embedding)
-                    report.seconds["match"] = time.perf_counter() - t0
-                    report = FrameReport(report.index, report.name, matcher.last_outcome, report.seconds)
-                reports.append(report)
-                log.debug("frame %d %s: %s", frame.index, frame.name, report.outcome)
-                if verdict.decision is not Decision.PENDING:
-                    break
+            with self.frames.run(source) as results:
+                for r in results:
+                    verdict = matcher.read(r.frame.timestamp)
+                    if verdict.decision is not Decision.PENDING:
+                        break
+                    seconds = dict(r.seconds)
+                    if not r.usable:
+                        outcome = r.reason
+                    elif track is not None and r.track_id != track:
+                        outcome = "another face"
+                    else:
+                        if started is None:
+                            # Latency counts from the moment the first usable frame entered the pipeline.
+                            started = time.perf_counter() - r.seconds.get("latency", 0.0)
+                        track = r.track_id
+                        t0 = time.perf_counter()
+                        verdict = matcher.observe(r.frame.timestamp, r.embedding)
+                        seconds["match"] = time.perf_counter() - t0
+                        outcome = matcher.last_outcome
+                    reports.append(FrameReport(r.frame.index, r.frame.name, outcome, seconds))
+                    log.debug("frame %d %s: %s", r.frame.index, r.frame.name, outcome)
+                    if verdict.decision is not Decision.PENDING:
+                        break
             if verdict is None or verdict.decision is Decision.PENDING:
-                usable = any(r.outcome != "no face" and not r.outcome.startswith("low quality") for r in reports)
-                verdict = matcher.finish("source ended before a decision" if usable else "no usable face")
+                verdict = matcher.finish("source ended before a decision" if track is not None else "no usable face")
         except BridgeError as exc:
             # A refusal or a broken link mid-attempt still belongs in the log.
             self.lockout.log_attempt("refused", frames=len(reports), reason=f"microcontroller: {exc}")

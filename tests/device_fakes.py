@@ -56,22 +56,40 @@ FRONTAL = np.array([[50, 60], [110, 60], [80, 90], [58, 120], [102, 120]], np.fl
 
 
 class FakePipeline:
-    def __init__(self, noise: float = 0.02) -> None:
+    """`box_shift`: odd-numbered people stand that many pixels to the right (another face track)."""
+
+    def __init__(self, noise: float = 0.02, box_shift: float = 0.0) -> None:
         self.noise = noise
+        self.box_shift = box_shift
         self.calls = 0
 
-    def faces(self, image):
+    def faces(self, image, region=None, face_sizes=None):
         if image[0, 0, 2] == 0:
             return []
-        return [Face(np.array([20, 20, 140, 150], np.float32), 0.99, FRONTAL.copy())]
+        dx = self.box_shift * (int(image[0, 0, 0]) % 2)
+        return [Face(np.array([20 + dx, 20, 140 + dx, 150], np.float32), 0.99, FRONTAL + np.float32([dx, 0]))]
 
     @staticmethod
     def choose(faces, image_shape):
         return faces[0] if faces else None
 
+    def warm_up(self, height=480, width=640, flip_average=None):
+        pass
+
+    @staticmethod
+    def crop(image, face):
+        # The "crop" keeps the marker pixel that names the person and the noise seed.
+        return image
+
+    def embed_crops(self, crops, flip_average=None):
+        return np.stack([self._embedding(crop) for crop in crops])
+
     def embed_faces(self, image, faces):
+        return self._embedding(image)[None, :]
+
+    def _embedding(self, image):
         self.calls += 1
         person, seed = int(image[0, 0, 0]), int(image[0, 0, 1])
         rng = np.random.default_rng(10_000 + seed)
         x = person_centre(person) + rng.normal(scale=self.noise, size=DIM)
-        return (x / np.linalg.norm(x)).astype(np.float32)[None, :]
+        return (x / np.linalg.norm(x)).astype(np.float32)

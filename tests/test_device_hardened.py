@@ -117,7 +117,7 @@ def test_hardened_and_plain_decide_alike(tmp_path, device):
     outcomes = []
     for noise in (0.02, 0.06, 0.1, 0.14, 0.2):
         for auth in auths:
-            auth.pipeline = FakePipeline(noise=noise)
+            auth.frames.pipeline = FakePipeline(noise=noise)
         decisions = {attempt(tmp_path / f"n{noise}_{i}", auth, 1, [int(noise * 1000), int(noise * 1000) + 1]).accepted
                      for i, auth in enumerate(auths)}
         assert len(decisions) == 1, f"hardened and plain disagree at noise {noise}"

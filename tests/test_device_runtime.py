@@ -192,3 +192,16 @@ def test_consistent_subset_matches_pairwise_distances():
     medoid = int(np.argmin(pairwise.sum(axis=1)))
     for spread in (0.1, 0.5, 1.0, 2.0):
         assert consistent_subset(x, spread).tolist() == np.flatnonzero(pairwise[medoid] <= spread).tolist()
+
+
+def test_an_attempt_belongs_to_one_face_track(tmp_path, store):
+    """Issue 10: frames of another face are never matched, so an attempt cannot mix people."""
+    enrol_person(tmp_path, store, "alice", person=1)
+    auth = Authenticator(store, FakePipeline(box_shift=100), recipe_options=RECIPE_OPTIONS)
+    folder = tmp_path / "mixed"
+    write_frames(folder, 0, [0])  # an impostor steps in first (even person: the left box; p00_ sorts first)...
+    write_frames(folder, 1, [1, 2, 3])  # ...then alice, elsewhere in the frame: another track
+    with open_source(f"dir://{folder}", SourceOptions(fps=10), ManualClock()) as source:
+        mixed = auth.unlock(source)
+    assert not mixed.accepted and [f.outcome for f in mixed.frames[1:]] == ["another face"] * 3
+    assert attempt(tmp_path, auth, 1, [4, 5]).accepted
