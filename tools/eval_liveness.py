@@ -301,7 +301,7 @@ def scan(camera: Camera, people: dict[str, list[Path]], desc: str, progress: boo
 
 
 def genuine_attempts(shots: dict[str, list[Shot]], config, seed: int) -> tuple[list, list]:
-    """(pairs, triples) of real pose changes, each (observations, challenge), for the check's `turn_deg`.
+    """(pairs, triples) of real pose changes, each (person, observations, challenge), for the check's `turn_deg`.
 
     Each turned photo (turned by at least `turn_deg` from a frontal photo of the same person, drawn
     at random) gives one pair; a person with a left- and a right-turned photo against one frontal
@@ -321,7 +321,7 @@ def genuine_attempts(shots: dict[str, list[Shot]], config, seed: int) -> tuple[l
             base = others[int(rng.integers(len(others)))] if others else None
             if base is not None and abs(shot.yaw - base.yaw) >= config.turn_deg:
                 frames = [base.observation, replace(shot.observation, timestamp=0.5)]
-                pairs.append((frames, (LEFT,) if shot.yaw > base.yaw else (RIGHT,)))
+                pairs.append((person, frames, (LEFT,) if shot.yaw > base.yaw else (RIGHT,)))
             if shot is not anchor and shot.yaw - anchor.yaw >= config.turn_deg:
                 lefts.append(shot)
             if shot is not anchor and anchor.yaw - shot.yaw >= config.turn_deg:
@@ -330,7 +330,7 @@ def genuine_attempts(shots: dict[str, list[Shot]], config, seed: int) -> tuple[l
             first, second = (lefts[0], rights[0]) if rng.random() < 0.5 else (rights[0], lefts[0])
             challenge = (LEFT, RIGHT) if first is lefts[0] else (RIGHT, LEFT)
             frames = [anchor.observation, replace(first.observation, timestamp=0.5), replace(second.observation, timestamp=1.0)]
-            triples.append((frames, challenge))
+            triples.append((person, frames, challenge))
     return pairs, triples
 
 
@@ -350,6 +350,8 @@ class AttackRow:
 @dataclass
 class GenuineRow:
     genuine_set: str
+    people: int
+    """Distinct people the attempts come from."""
     attempts: int
     accepted: int
     bpcer: float | None
@@ -379,10 +381,10 @@ def genuine_rows(scanned: dict[str, dict[str, list[Shot]]], config, seed: int) -
         pairs, triples = genuine_attempts(shots, config, seed)
         turn = f"turn >= {config.turn_deg:g} deg"
         for label, attempts, steps in ((f"{dataset} pairs ({turn})", pairs, 1), (f"{dataset} triples (left and right, {turn})", triples, 2)):
-            verdicts = [run_attempt(frames, replace(config, steps=steps), challenge) for frames, challenge in attempts]
+            verdicts = [run_attempt(frames, replace(config, steps=steps), challenge) for _, frames, challenge in attempts]
             accepted = sum(v.decision is Decision.ACCEPT for v in verdicts)
             n = len(verdicts)
-            rows.append(GenuineRow(label, n, accepted, (n - accepted) / n if n else None, wilson_interval(n - accepted, n),
+            rows.append(GenuineRow(label, len({person for person, _, _ in attempts}), n, accepted, (n - accepted) / n if n else None, wilson_interval(n - accepted, n),
                                    dict(Counter(v.rule for v in verdicts if v.decision is not Decision.ACCEPT).most_common())))
     return rows
 
@@ -423,9 +425,9 @@ def format_table(attacks: list[AttackRow], genuine: list[GenuineRow], swept: lis
         lines.append(f"{r.attack:<14} {r.attempts:>8} {r.accepted:>8} {_rate(r.apcer)}  [{r.apcer_ci[0]:.4f}, {r.apcer_ci[1]:.4f}] {r.no_baseline:>11}  "
                      + ", ".join(f"{k} {v}" for k, v in r.reasons.items()))
     lines.append("")
-    lines.append(f"{'genuine set':<44} {'attempts':>8} {'accepted':>8} {'BPCER':>7}  {'95% CI':<17}  rejected by")
+    lines.append(f"{'genuine set':<48} {'people':>6} {'attempts':>8} {'accepted':>8} {'BPCER':>7}  {'95% CI':<17}  rejected by")
     for r in genuine:
-        lines.append(f"{r.genuine_set:<44} {r.attempts:>8} {r.accepted:>8} {_rate(r.bpcer)}  [{r.bpcer_ci[0]:.4f}, {r.bpcer_ci[1]:.4f}]  "
+        lines.append(f"{r.genuine_set:<48} {r.people:>6} {r.attempts:>8} {r.accepted:>8} {_rate(r.bpcer)}  [{r.bpcer_ci[0]:.4f}, {r.bpcer_ci[1]:.4f}]  "
                      + ", ".join(f"{k} {v}" for k, v in r.reasons.items()))
     if swept:
         lines.append("")
