@@ -92,6 +92,8 @@ class FrameResult:
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time of each stage that ran ("detect", "gate", "embed") and "latency", from the frame
     entering the pipeline to its result being ready."""
+    found: tuple = ()
+    """Every face the detection found (for rules about other faces in view, e.g. liveness)."""
 
     @property
     def usable(self) -> bool:
@@ -255,7 +257,7 @@ class FrameStream:
                     reason = f"low quality: {verdict.reasons[0]}"
                 seconds["gate"] = time.perf_counter() - t1
             result = FrameResult(frame, tracked.face, reason, verdict, None, tracked.track_id, tracked.faces,
-                                 tracked.full_frame, seconds)
+                                 tracked.full_frame, seconds, tracked.found)
             if not self._put(self._detected, (result, crop, entered)):
                 return
 

@@ -250,6 +250,11 @@ class HardenedMatcher:
             self._verdict = Verdict(Decision.REJECT, None, self._frames, 0, f"no {self.policy.describe()} (microcontroller)")
         return self._verdict or Verdict(Decision.PENDING, None, self._frames)
 
+    def spend(self) -> None:
+        """Count this attempt on the chip even though no probe will be sent (a failed liveness check)."""
+        if self.session is None:
+            self._open()
+
     def finish(self, reason: str) -> Verdict:
         if self._verdict is None:
             self._verdict = Verdict(Decision.REJECT, None, self._frames, 0, reason)

@@ -379,3 +379,28 @@ class TurnChallenge:
     def _decide(self, decision: Decision, rule: str = "", reason: str = "") -> LivenessVerdict:
         self._verdict = LivenessVerdict(decision, rule, reason, self._challenge, self._step, self._frames, self._motion)
         return self._verdict
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """The unlock loop's liveness setting: the check's configuration, where prompts go (the command line
+    prints them, the kiosk shows them), and, for replays only, the direction they were recorded turning
+    (a recording cannot answer a random prompt; a live camera never gets a fixed challenge)."""
+
+    config: LivenessConfig = field(default_factory=LivenessConfig)
+    prompt: Callable[[Prompt], object] | None = None
+    challenge: tuple[str, ...] | None = None
+
+    def start(self) -> "LiveAttempt":
+        return LiveAttempt(TurnChallenge(self.prompt, self.config, challenge=self.challenge))
+
+
+@dataclass
+class LiveAttempt:
+    """One attempt's check, and whether it has passed (the loop then matches the frames it held)."""
+
+    check: TurnChallenge
+    passed: bool = False
+
+    def finish(self) -> LivenessVerdict:
+        return self.check.finish()

@@ -39,6 +39,7 @@ from latticelock.device.store import FlashStore
 
 if TYPE_CHECKING:
     from latticelock.device.hardened import Proof
+    from latticelock.device.liveness import LiveAttempt, Liveness
     from latticelock.firmware_bridge.client import McuClient
     from latticelock.kernels.recipe import Gallery
     from latticelock.models.pipeline import FacePipeline
@@ -183,17 +184,22 @@ class Authenticator:
         self.lockout.check()
         return PlainMatcher(self.gallery, self.policy)
 
-    def unlock(self, source: Source, purpose: int = 1, account: int = 0, message: bytes = b"") -> UnlockResult:
+    def unlock(self, source: Source, purpose: int = 1, account: int = 0, message: bytes = b"",
+               liveness: "Liveness | None" = None) -> UnlockResult:
         """One attempt on the frames of `source`: an unlock (purpose 1), or a wallet address (2) / signature
-        over `message` (3) for `account`. Raises the microcontroller's refusals (locked out, passcode
-        required) after logging them, and the host's LockedOutError in plain mode."""
+        over `message` (3) for `account`. With `liveness`, the face must first pass the head-turn challenge
+        (`device.liveness`) on one track; its frames up to the turn are then matched. Raises the
+        microcontroller's refusals (locked out, passcode required) after logging them, and the host's
+        LockedOutError in plain mode."""
         from latticelock.firmware_bridge.errors import BridgeError
 
         matcher = self._matcher(purpose, account, message)
+        challenge = liveness.start() if liveness is not None else None
         reports: list[FrameReport] = []
         started: float | None = None
         verdict: Verdict | None = None
         track: int | None = None
+        held: list[tuple[float, np.ndarray]] = []  # usable frames seen while the challenge runs
         try:
             with self.frames.run(source) as results:
                 for r in results:
@@ -201,25 +207,32 @@ class Authenticator:
                     if verdict.decision is not Decision.PENDING:
                         break
                     seconds = dict(r.seconds)
-                    if not r.usable:
+                    if challenge is not None:
+                        outcome, verdict = self._liveness_step(challenge, r, held, matcher)
+                    elif not r.usable:
                         outcome = r.reason
                     elif track is not None and r.track_id != track:
                         outcome = "another face"
                     else:
-                        if started is None:
-                            # Latency counts from the moment the first usable frame entered the pipeline.
-                            started = time.perf_counter() - r.seconds.get("latency", 0.0)
                         track = r.track_id
                         t0 = time.perf_counter()
                         verdict = matcher.observe(r.frame.timestamp, r.embedding)
                         seconds["match"] = time.perf_counter() - t0
                         outcome = matcher.last_outcome
+                    if r.usable and started is None:
+                        # Latency counts from the moment the first usable frame entered the pipeline.
+                        started = time.perf_counter() - r.seconds.get("latency", 0.0)
+                    if challenge is not None and challenge.passed:
+                        challenge, track = None, r.track_id  # matching goes on with this track only
                     reports.append(FrameReport(r.frame.index, r.frame.name, outcome, seconds))
                     log.debug("frame %d %s: %s", r.frame.index, r.frame.name, outcome)
                     if verdict.decision is not Decision.PENDING:
                         break
             if verdict is None or verdict.decision is Decision.PENDING:
-                verdict = matcher.finish("source ended before a decision" if track is not None else "no usable face")
+                if challenge is not None:
+                    verdict = self._liveness_failed(matcher, challenge.finish().reason)
+                else:
+                    verdict = matcher.finish("source ended before a decision" if track is not None else "no usable face")
         except BridgeError as exc:
             # A refusal or a broken link mid-attempt still belongs in the log.
             self.lockout.log_attempt("refused", frames=len(reports), reason=f"microcontroller: {exc}")
@@ -229,6 +242,35 @@ class Authenticator:
         latency = 0.0 if started is None else time.perf_counter() - started
         self._count(verdict)
         return UnlockResult(verdict, len(reports), latency, reports, getattr(matcher, "key", None), getattr(matcher, "proof", None))
+
+    def _liveness_step(self, challenge: "LiveAttempt", r, held: list, matcher: Matcher) -> tuple[str, Verdict]:
+        """Feed one frame to the head-turn check; when it passes, match the frames held so far."""
+        from latticelock.device.liveness import Observation
+
+        height, width = r.frame.image.shape[:2]
+        seen = challenge.check.observe(Observation.from_faces(r.frame.timestamp, (width, height), r.found, r.face,
+                                                              track=r.track_id, matched=r.usable))
+        if seen.decision is Decision.REJECT:
+            return f"liveness: {seen.reason}", self._liveness_failed(matcher, seen.reason)
+        if seen.decision is Decision.PENDING:
+            if r.usable and abs(seen.motion.yaw_change if seen.motion else 0.0) < challenge.check.config.baseline_max_yaw_deg:
+                held.append((r.frame.timestamp, r.embedding))  # near-frontal frames of the track, matched once alive
+            return ("liveness: " + (f"turn your head to your {seen.challenge[seen.steps_done]}" if seen.challenge else "waiting for a frontal face")), matcher.read(r.frame.timestamp)
+        challenge.passed = True
+        verdict = matcher.read(r.frame.timestamp)
+        for timestamp, embedding in held:
+            verdict = matcher.observe(timestamp, embedding)
+            if verdict.decision is not Decision.PENDING:
+                break
+        return f"liveness passed ({' then '.join(seen.challenge)}); {matcher.last_outcome or 'matching'}", verdict
+
+    def _liveness_failed(self, matcher: Matcher, reason: str) -> Verdict:
+        # A failed challenge is a failed attempt: counted where attempts are counted (the chip, in hardened mode).
+        spend = getattr(matcher, "spend", None)
+        if spend is not None:
+            spend()
+        matcher.finish(f"liveness: {reason}")
+        return Verdict(Decision.REJECT, None, 1, 0, f"liveness: {reason}")
 
     def _count(self, verdict: Verdict) -> None:
         if verdict.decision is Decision.ACCEPT:

@@ -82,6 +82,8 @@ class Tracked:
     """The face's track id; None with no face."""
     full_frame: bool
     """Whether the whole frame was searched for this result."""
+    found: tuple = ()
+    """Every face that search found (the chosen one among them)."""
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -162,8 +164,8 @@ class FaceTracker:
             faces = self.pipeline.faces(image, region=search.region, face_sizes=search.face_sizes)
             face = self.tracker.continuation(faces)
             if face is not None:
-                return Tracked(face, len(faces), self.tracker.update(face, timestamp, False), False)
+                return Tracked(face, len(faces), self.tracker.update(face, timestamp, False), False, tuple(faces))
         # No track yet, a scheduled check, or the near search lost the face: search everything.
         faces = self.pipeline.faces(image, face_sizes=self.tracker.whole_frame().face_sizes)
         face = self.pipeline.choose(faces, image.shape)
-        return Tracked(face, len(faces), self.tracker.update(face, timestamp, True), True)
+        return Tracked(face, len(faces), self.tracker.update(face, timestamp, True), True, tuple(faces))

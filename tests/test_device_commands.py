@@ -90,7 +90,7 @@ def test_hardened_walkthrough_with_the_passcode(fake_cli, chip, capsys):
     assert run(["device", "unlock", "-v", "--source", probe, *mcu]) == 0
     out = capsys.readouterr().out
     assert "ACCEPT 'alice'" in out and "signed its session nonce" in out and "sent to the microcontroller" in out
-    assert run(["device", "wallet", "sign", "--message", "pay 1", "--source", probe, *mcu]) == 0
+    assert run(["device", "wallet", "sign", "--message", "pay 1", "--source", probe, "--liveness", "none", *mcu]) == 0
     out = capsys.readouterr().out
     public = re.search(r"public key:\s+(\S+)", out).group(1)
     signature = re.search(r"signature:\s+(\S+)", out).group(1)
@@ -114,17 +114,20 @@ def test_wallet_address_and_sign_plain(fake_cli, capsys):
     tmp = fake_cli
     main(["device", "enrol", "alice", "--plain", "--source", f"dir://{write_frames(tmp / 'enrol', 1, range(5))}"])
     probe = f"dir://{write_frames(tmp / 'p1', 1, [50, 51, 52])}"
-    assert main(["device", "wallet", "address", "--source", probe]) == 0
+    assert main(["device", "wallet", "address", "--source", probe]) == 1  # liveness is on for the wallet: a still replay fails
+    assert "liveness" in capsys.readouterr().out
+    assert main(["device", "wallet", "address", "--source", probe, "--liveness", "none"]) == 0
     out = capsys.readouterr().out
     address = re.search(r"address:\s+(ll1[0-9a-f]{40})", out).group(1)
-    assert main(["device", "wallet", "sign", "--source", probe, "--message", "pay 1"]) == 0
+    assert main(["device", "wallet", "sign", "--source", probe, "--message", "pay 1", "--liveness", "none"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"address:\s+(\S+)", out).group(1) == address
     public = re.search(r"public key:\s+(\S+)", out).group(1)
     signature = re.search(r"signature:\s+(\S+)", out).group(1)
     assert main(["device", "wallet", "verify", "--public-key", public, "--message", "pay 1", "--signature", signature, "--address", address]) == 0
     assert main(["device", "wallet", "verify", "--public-key", public, "--message", "pay 2", "--signature", signature]) == 1
-    assert main(["device", "wallet", "sign", "--source", f"dir://{write_frames(tmp / 'p2', 2, [60, 61, 62, 63, 64])}", "--message", "x"]) == 1
+    assert main(["device", "wallet", "sign", "--source", f"dir://{write_frames(tmp / 'p2', 2, [60, 61, 62, 63, 64])}", "--message", "x",
+                 "--liveness", "none"]) == 1
     assert "signature" not in capsys.readouterr().out
     assert not any("wallet" in p.name for p in (tmp / "store").rglob("*"))
 

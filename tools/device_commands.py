@@ -61,6 +61,12 @@ def _unlocking(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy-window", type=float, help=f"seconds an attempt may last (default {d.window_s:g}; may only be lowered)")
     parser.add_argument("--policy-max-frames", type=int, help=f"frames read per attempt (default {d.max_frames}; may only be lowered)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print the outcome of every frame")
+    parser.add_argument("--liveness", choices=("none", "turn"), help="turn: a random head-turn challenge a printed photo "
+                        "should fail (default: none for unlock, turn for the wallet)")
+    parser.add_argument("--liveness-steps", type=int, choices=(1, 2), help="1 turn, or 2 (one way then the other; default 1)")
+    parser.add_argument("--replay-turns", choices=("left", "right"),
+                        help="replays only (dir://, file://): the way the recording turns, since a recording cannot "
+                             "answer a random prompt; a camera always gets a random challenge")
 
 
 def register(commands) -> None:
@@ -317,15 +323,40 @@ def _enrol(args) -> int:
     return 0
 
 
-def _attempt(args, config, mcu, purpose: int = 1, account: int = 0, message: bytes = b""):
+def _liveness(args, config, default: str):
+    """The attempt's liveness setting (None: off); a fixed direction only for a replayed recording."""
+    from latticelock.device.errors import ConfigError
+    from latticelock.device.liveness import Liveness, LivenessConfig
+
+    if _str(args, config, "liveness", default) == "none":
+        return None
+    if _str(args, config, "liveness", default) != "turn":
+        raise ConfigError(f"setting liveness must be none or turn, got {_str(args, config, 'liveness', default)!r}")
+    steps = _int(args, config, "liveness_steps", 1)
+    turns = args.replay_turns
+    challenge = None
+    if turns is not None:
+        uri = _str(args, config, "source") or ""
+        if not uri.startswith(("dir://", "file://")):
+            raise ConfigError("--replay-turns is for recordings (dir://, file://); a camera always gets a random challenge")
+        challenge = (turns,) if steps == 1 else (turns, "right" if turns == "left" else "left")
+
+    def prompt(p) -> None:
+        print(f"liveness: {p}", flush=True)
+
+    return Liveness(LivenessConfig(steps=steps), prompt, challenge)
+
+
+def _attempt(args, config, mcu, purpose: int = 1, account: int = 0, message: bytes = b"", liveness_default: str = "none"):
     from latticelock.device.loop import Authenticator
 
     store = _store(args, config)
     policy = _policy(args, config)
+    liveness = _liveness(args, config, liveness_default)
     auth = Authenticator(store, _pipeline(args, config), policy=policy, quality=_quality(args, config), mcu=mcu,
                          recipe_options=_recipe_options(args, config))
     with _source(args, config) as source:
-        result = auth.unlock(source, purpose, account, message)
+        result = auth.unlock(source, purpose, account, message, liveness)
     if args.verbose:
         for frame in result.frames:
             print(f"  frame {frame.index} {Path(frame.name).name}: {frame.outcome}")
@@ -447,7 +478,7 @@ def _wallet_attempt(args, purpose: int, message: bytes = b""):
     if not 0 <= args.account < 2**31:
         raise ConfigError(f"--account must be in [0, 2^31), got {args.account}")
     with _mcu(args, config) as mcu:
-        result, policy = _attempt(args, config, mcu, purpose, args.account, message)
+        result, policy = _attempt(args, config, mcu, purpose, args.account, message, liveness_default="turn")
     if not result.accepted:
         print(_verdict_line(result, policy))
         return None
