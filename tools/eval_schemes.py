@@ -130,6 +130,19 @@ def calibrate(data: EmbeddingsFile, public: np.ndarray, projection, fnr_target: 
 
 # ---------------------------------------------------------------- evaluation
 
+def prepare(scheme, record, basis_cache: Path) -> None:
+    """`scheme.prepare(record)` with the record's basis reduced into `basis_cache`, a folder of the caller's.
+
+    The scheme's own lookups of that basis (prepare, verify, the mean-face attack) then find it in the
+    lattice module's memory, so the user's cache is neither read nor written as long as they follow at once.
+    """
+    from latticelock.kernels.hazmat.lattice import reduced_basis_for
+
+    p = scheme.params
+    reduced_basis_for(record["seed"], p.m, p.n, p.q, p.bkz_block, cache=basis_cache)
+    scheme.prepare(record)
+
+
 def _roc_tpr_at(genuine: np.ndarray, impostor: np.ndarray, fpr: float) -> float:
     """TPR of the distance score at the largest threshold whose FPR on these impostors is <= fpr."""
     t = threshold_at_fpr(impostor, fpr)
@@ -148,7 +161,6 @@ def evaluate(data: EmbeddingsFile, pairs: PairRows, sets: list[str], decoders: l
 
     from latticelock.kernels.hazmat import security
     from latticelock.kernels.kdf import EVALUATION_COST
-    from latticelock.kernels.hazmat.lattice import reduced_basis_for
     from latticelock.kernels.hazmat.rep import COIN_BYTES, SEED_BYTES, derive, preprocess
     from latticelock.kernels.l2fe import L2FEScheme
     from latticelock.kernels.params import get_parameter_set
@@ -195,9 +207,8 @@ def evaluate(data: EmbeddingsFile, pairs: PairRows, sets: list[str], decoders: l
     kdf = EVALUATION_COST if fast_kdf else None
     kdf_note = f"KDF lowered to {EVALUATION_COST.describe()} for speed" if fast_kdf else ""
     # Each parameter set's enrolments reduce their bases into one temporary folder, deleted afterwards (it
-    # is public data, but thousands of evaluation bases should not pile up in the user's cache). Every
-    # other lookup of a record's basis (verification, the mean-face attack) follows its reduction at once,
-    # so the lattice module serves it from memory and the user's cache is never read or written.
+    # is public data, but thousands of evaluation bases should not pile up in the user's cache); every
+    # use of a record's basis follows its enrolment at once (see `prepare`).
     security_rows = []
     with tempfile.TemporaryDirectory(prefix="latticelock-eval-") as cache:
         for set_name in sets:
@@ -226,8 +237,7 @@ def evaluate(data: EmbeddingsFile, pairs: PairRows, sets: list[str], decoders: l
                     record = base.enroll_derand(x1[i], pool[i % len(pool)] + os.urandom(COIN_BYTES - SEED_BYTES))
                 else:
                     record = base.enroll(x1[i])
-                reduced_basis_for(record["seed"], params.m, params.n, params.q, params.bkz_block, cache=Path(cache))
-                base.prepare(record)
+                prepare(base, record, Path(cache))
                 enrol_seconds += time.perf_counter() - t0
                 for d, scheme in verifiers.items():
                     t0 = time.perf_counter()
