@@ -132,7 +132,17 @@ def test_json_goes_to_an_existing_folder_or_fails_before_the_work(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary file left behind
 
 
-def test_a_command_checks_its_json_target_first(files, capsys):
-    code = main(["eval", "lfw", "--embeddings", str(files / "truncated.npz"), "--pairs", str(files / "pairs.txt"),
-                 "--json", str(files / "absent" / "out.json")])
-    assert code == 2 and "--json" in capsys.readouterr().err  # the folder, not the bad file, is reported
+@pytest.mark.parametrize("command", [
+    ["eval", "lfw", "--embeddings", "{files}/truncated.npz", "--pairs", "{files}/pairs.txt"],
+    ["eval", "schemes", "--embeddings", "{files}/truncated.npz", "--pairs", "{files}/pairs.txt"],
+    ["eval", "projection", "--embeddings", "{files}/truncated.npz", "--pairs", "{files}/pairs.txt"],
+    ["bench", "fe", "--records", "1"],
+    ["bench", "decode", "--m", "16", "--n", "4"],
+    ["models", "build"],
+    ["models", "verify"],
+    ["models", "info"],
+])
+def test_commands_check_their_json_target_before_the_work(files, capsys, command):
+    argv = [a.format(files=files) for a in command]
+    assert main([*argv, "--json", str(files / "absent" / "out.json")]) == 2
+    assert "--json" in capsys.readouterr().err  # the folder is reported, before any input is read
