@@ -97,6 +97,8 @@ def test_small_real_run_writes_the_json(lfw, capsys, monkeypatch):
     assert "Argon2id cost lowered" in printed and "l2fe-hash/cvp" in printed
 
 
-def test_unknown_set_is_an_error(lfw):
-    assert main(["eval", "schemes", "--embeddings", str(lfw / "lfw.npz"), "--pairs", str(lfw / "pairs.txt"),
-                 "--sets", "l2fe-nope"]) == 2
+def test_unknown_set_is_an_error(lfw, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "schemes", "--embeddings", str(lfw / "lfw.npz"), "--pairs", str(lfw / "pairs.txt"),
+              "--sets", "l2fe-nope"])
+    assert stop.value.code == 2 and "invalid choice: 'l2fe-nope'" in capsys.readouterr().err

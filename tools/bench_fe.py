@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from latticelock.tools import flags
-from latticelock.tools.errors import ToolsError
 from latticelock.tools.eval_schemes import prepare
 
 
@@ -82,13 +81,8 @@ def bench_set(set_name: str, records: int, threads: int, backend: str, basis_cac
 def cmd_fe(args: argparse.Namespace) -> int:
     import numba
 
-    from latticelock.kernels.params import PARAMETER_SETS
-
     flags.check_json_target(args.json)
-    sets = args.sets or list(PARAMETER_SETS)
-    unknown = [s for s in sets if s not in PARAMETER_SETS]
-    if unknown:
-        raise ToolsError(f"unknown parameter sets {unknown}; known: {', '.join(PARAMETER_SETS)}")
+    sets = args.sets
     threads = min(args.threads, numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(threads)
     rows = []
@@ -113,7 +107,7 @@ def cmd_fe(args: argparse.Namespace) -> int:
 
 def register(commands) -> None:
     p = commands.add_parser("fe", help="median Gen and Rep time per L2FE-Hash record, with the KDF's share")
-    p.add_argument("--sets", nargs="+", help="parameter sets (default: all)")
+    flags.parameter_sets(p)
     p.add_argument("--records", type=int, default=7, help="records per set (medians over these)")
     p.add_argument("--threads", type=int, default=2, help="numba threads for the decoders")
     flags.decoder_backend(p)

@@ -19,7 +19,6 @@ import numpy as np
 
 from latticelock.tools import flags
 from latticelock.tools.embeddings import EmbeddingsFile, load_embeddings
-from latticelock.tools.errors import ToolsError
 from latticelock.tools.pairs import PairRows, pair_rows, read_pairs
 
 FPR_TARGET = 0.01
@@ -325,18 +324,12 @@ def print_schemes(result: dict) -> None:
 
 
 def cmd_schemes(args: argparse.Namespace) -> int:
-    from latticelock.kernels.params import PARAMETER_SETS
-
     flags.check_json_target(args.json)
-    sets = args.sets or list(PARAMETER_SETS)
-    unknown = [s for s in sets if s not in PARAMETER_SETS]
-    if unknown:
-        raise ToolsError(f"unknown parameter sets {unknown}; known: {', '.join(PARAMETER_SETS)}")
     data = load_embeddings(args.embeddings)
     pairs = limit_pairs(pair_rows(read_pairs(args.pairs), data), args.limit_pairs)
     if args.fast_kdf:
         print("note: Argon2id cost lowered for evaluation speed (--fast-kdf); accept/reject decisions do not depend on it")
-    result = evaluate(data, pairs, sets, args.decoders, args.fast_kdf, args.seed_pool, args.decoder_backend,
+    result = evaluate(data, pairs, args.sets, args.decoders, args.fast_kdf, args.seed_pool, args.decoder_backend,
                       args.security_sample, progress=not args.no_progress)
     print_schemes(result)
     flags.write_json(args.json, result)
@@ -383,7 +376,7 @@ def register(commands) -> None:
     flags.pairs(p)
     flags.json_output(p, "the results")
     p.add_argument("--limit-pairs", type=int, help="evaluate an evenly spread subset of N pairs")
-    p.add_argument("--sets", nargs="+", help="L2FE-Hash parameter sets (default: all)")
+    flags.parameter_sets(p)
     p.add_argument("--decoders", nargs="+", default=["cvp", "babai", "babai-raw"], choices=["cvp", "babai", "babai-raw"])
     p.add_argument("--fast-kdf", action="store_true", help="lower the Argon2id cost (decisions do not depend on it)")
     p.add_argument("--seed-pool", type=int, default=0,
