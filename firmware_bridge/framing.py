@@ -19,6 +19,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from cobs import cobs
+
 from latticelock.firmware_bridge.errors import ChecksumError, FrameError, OversizeFrameError, VersionError
 
 PROTOCOL_VERSION = 2
@@ -31,7 +33,11 @@ MAX_BODY = MIN_BODY + MAX_PAYLOAD
 
 
 def cobs_max_encoded_len(size: int) -> int:
-    """Longest COBS encoding of `size` bytes produced by `cobs_encode`: one code byte per 254 data bytes, plus one."""
+    """An upper bound on the COBS encoding of `size` bytes: one code byte per 254 data bytes, plus one.
+
+    It also covers the encoder this module used before the `cobs` package, which added a redundant
+    final code byte after a trailing run of 254 non-zero bytes; the receiver accepts both forms.
+    """
     return size + size // 254 + 1
 
 
@@ -40,40 +46,16 @@ MAX_ENCODED = cobs_max_encoded_len(MAX_BODY)
 
 
 def cobs_encode(data: bytes) -> bytes:
-    """Consistent Overhead Byte Stuffing: the result has no zero byte and is at most `cobs_max_encoded_len` long."""
-    out = bytearray()
-    for chunk in bytes(data).split(b"\x00"):
-        # Each chunk is followed by an implicit zero (the decoder drops the one after the last chunk);
-        # a code of 0xFF marks 254 data bytes with no zero after them.
-        while len(chunk) >= 254:
-            out.append(0xFF)
-            out += chunk[:254]
-            chunk = chunk[254:]
-        out.append(len(chunk) + 1)
-        out += chunk
-    return bytes(out)
+    """Consistent Overhead Byte Stuffing (the `cobs` package): no zero byte, at most `cobs_max_encoded_len` long."""
+    return cobs.encode(bytes(data))
 
 
 def cobs_decode(data: bytes) -> bytes:
     """Inverse of `cobs_encode`; raises FrameError on a zero byte or a block that runs past the end."""
-    data = bytes(data)
-    out = bytearray()
-    index, size = 0, len(data)
-    while index < size:
-        code = data[index]
-        if code == 0:
-            raise FrameError("bad COBS encoding: zero byte inside a frame")
-        end = index + code
-        if end > size:
-            raise FrameError("bad COBS encoding: block runs past the end of the frame")
-        block = data[index + 1 : end]
-        if 0 in block:
-            raise FrameError("bad COBS encoding: zero byte inside a frame")
-        out += block
-        index = end
-        if code != 0xFF and index < size:
-            out.append(0)
-    return bytes(out)
+    try:
+        return cobs.decode(bytes(data))
+    except cobs.DecodeError as exc:
+        raise FrameError(f"bad COBS encoding: {exc}") from None
 
 
 @dataclass(frozen=True)

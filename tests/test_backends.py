@@ -314,7 +314,7 @@ def test_pnet_dynamic_sizes_through_the_tensorrt_path(fake_trt: FakeTensorRT, tm
             np.testing.assert_allclose(got[name], want[name], atol=1e-6)
     with pytest.raises(ModelsError, match="axis 1 is 65; this engine accepts between 12 and 64"):
         backend.run(_pnet_feed(65, 20))
-    assert backend.engine_path.parent == tmp_path / "tensorrt" and backend.engine_path.name.startswith("pnet.fp16.")
+    assert backend.engine_path.parent == tmp_path / "models" / "tensorrt" and backend.engine_path.name.startswith("pnet.fp16.")
 
 
 def test_large_batches_are_chunked_and_empty_batches_work(fake_trt: FakeTensorRT) -> None:

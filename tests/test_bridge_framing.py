@@ -28,7 +28,8 @@ from latticelock.firmware_bridge.framing import (
     encode_frame,
 )
 
-# Examples from the COBS paper / Wikipedia's table.
+# Examples from the COBS paper / Wikipedia's table (a trailing run of 254 non-zero bytes needs no
+# final code byte).
 COBS_VECTORS = [
     (b"", b"\x01"),
     (b"\x00", b"\x01\x01"),
@@ -37,8 +38,9 @@ COBS_VECTORS = [
     (b"\x11\x22\x00\x33", b"\x03\x11\x22\x02\x33"),
     (b"\x11\x22\x33\x44", b"\x05\x11\x22\x33\x44"),
     (b"\x11\x00\x00\x00", b"\x02\x11\x01\x01\x01"),
-    (bytes(range(1, 255)), b"\xff" + bytes(range(1, 255)) + b"\x01"),
-    (bytes(range(0, 255)), b"\x01\xff" + bytes(range(1, 255)) + b"\x01"),
+    (bytes(range(1, 255)), b"\xff" + bytes(range(1, 255))),
+    (bytes(range(0, 255)), b"\x01\xff" + bytes(range(1, 255))),
+    (bytes(range(1, 256)), b"\xff" + bytes(range(1, 255)) + b"\x02\xff"),
 ]
 
 
@@ -46,6 +48,12 @@ COBS_VECTORS = [
 def test_cobs_known_vectors(raw: bytes, encoded: bytes) -> None:
     assert cobs_encode(raw) == encoded
     assert cobs_decode(encoded) == raw
+
+
+def test_cobs_decodes_the_earlier_encoders_redundant_final_code_byte() -> None:
+    # Before the `cobs` package, our encoder ended a trailing 254-byte run with an extra 0x01; frames
+    # from such a peer must still decode (and fit MAX_ENCODED).
+    assert cobs_decode(b"\xff" + bytes(range(1, 255)) + b"\x01") == bytes(range(1, 255))
 
 
 @given(st.binary(max_size=2000))

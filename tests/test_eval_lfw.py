@@ -11,19 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latticelock.tools.cli import main
+from latticelock.tools.embeddings import load_embeddings
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.eval_embed import EmbeddingSet, embed_dataset, list_images, parallelism, partial_path
-from latticelock.tools.eval_lfw import (
-    Pair,
-    load_embeddings,
-    best_threshold,
-    equal_error_rate,
-    evaluate,
-    lfw_report,
-    read_pairs,
-    roc,
-    tar_at_far,
-)
+from latticelock.tools.eval_lfw import best_threshold, equal_error_rate, evaluate, lfw_report, roc, tar_at_far
+from latticelock.tools.pairs import Pair, read_pairs
 
 # --- pairs file ------------------------------------------------------------------------------------
 

@@ -1,15 +1,17 @@
-"""`latticelock eval schemes`: pairs parsing, public/evaluated split, thresholds, and a small real run."""
+"""`latticelock eval schemes`: public/evaluated split, thresholds, and a small real run."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from latticelock.tools import eval_schemes as ev
 from latticelock.tools.cli import main
-from latticelock.tools.errors import ToolsError
+from latticelock.tools.embeddings import load_embeddings
+from latticelock.tools.pairs import pair_rows, read_pairs
 
 
 def synthetic_lfw(path, identities=60, per_identity=3, seed=0):
@@ -39,33 +41,26 @@ def write_pairs(path, same, different):
 def lfw(tmp_path):
     synthetic_lfw(tmp_path / "lfw.npz")
     same = [(f"Person_{i:03d}", 1, 2) for i in range(10)] + [("Person_000", 1, 9)]  # image 9 does not exist
-    different = [(f"Person_{i:03d}", 1, f"Person_{i + 10:03d}", 2) for i in range(10)]
+    different = [(f"Person_{i:03d}", 1, f"Person_{i + 10:03d}", 2) for i in range(11)]
     write_pairs(tmp_path / "pairs.txt", same, different)
     return tmp_path
 
 
-def test_read_pairs_and_public_split(lfw):
-    data = ev.load_embeddings(lfw / "lfw.npz")
-    pairs = ev.read_pairs(lfw / "pairs.txt", data)
-    assert len(pairs.first) == 20 and pairs.missing == 1 and pairs.same.sum() == 10
-    assert data.labels[pairs.first[0]] == data.labels[pairs.second[0]] == "Person_000"
+def rows(lfw):
+    data = load_embeddings(lfw / "lfw.npz")
+    return data, pair_rows(read_pairs(lfw / "pairs.txt"), data)
+
+
+def test_public_split_excludes_every_identity_the_pairs_name(lfw):
+    data, pairs = rows(lfw)
+    assert len(pairs.first) == 21 and pairs.missing == 1 and pairs.same.sum() == 10
     public = ev.public_rows(data, pairs.names)
-    assert len(public) == (60 - 20) * 3
+    assert len(public) == (60 - 21) * 3
     assert not set(data.labels[public]) & pairs.names
 
 
-def test_bad_inputs_are_clear(lfw):
-    with pytest.raises(ToolsError, match="not found"):
-        ev.load_embeddings(lfw / "none.npz")
-    data = ev.load_embeddings(lfw / "lfw.npz")
-    (lfw / "bad.txt").write_text("1 1\nonly_two 1\n")
-    with pytest.raises(ToolsError, match="bad.txt:2"):
-        ev.read_pairs(lfw / "bad.txt", data)
-
-
 def test_limit_pairs_keeps_both_classes(lfw):
-    data = ev.load_embeddings(lfw / "lfw.npz")
-    pairs = ev.limit_pairs(ev.read_pairs(lfw / "pairs.txt", data), 6)
+    pairs = ev.limit_pairs(rows(lfw)[1], 6)
     assert pairs.same.sum() == 3 and (~pairs.same).sum() == 3
 
 
@@ -76,12 +71,17 @@ def test_threshold_at_fpr():
     assert np.mean(impostors <= ev.threshold_at_fpr(impostors, 0.0)) == 0.0
 
 
-def test_small_real_run_writes_the_json(lfw, capsys):
+def test_small_real_run_writes_the_json(lfw, capsys, monkeypatch):
+    monkeypatch.setenv("LATTICELOCK_CACHE", str(lfw / "user-cache"))
+    environment = dict(os.environ)
     out = lfw / "result.json"
     code = main(["eval", "schemes", "--embeddings", str(lfw / "lfw.npz"), "--pairs", str(lfw / "pairs.txt"),
-                 "--sets", "l2fe-facenet-m32", "--fast-kdf", "--backend", "cpu", "--security-sample", "2",
+                 "--sets", "l2fe-facenet-m32", "--fast-kdf", "--decoder-backend", "cpu", "--security-sample", "2",
                  "--no-progress", "--json", str(out)])
     assert code == 0
+    # The evaluation's bases went to its own temporary folder: nothing in the user's cache, and the
+    # environment is as it was.
+    assert not (lfw / "user-cache").exists() and dict(os.environ) == environment
     result = json.loads(out.read_text())
     names = [r["name"] for r in result["schemes"]]
     assert names[:3] == ["unprotected", "mrp", "facial-fe"]
@@ -92,10 +92,13 @@ def test_small_real_run_writes_the_json(lfw, capsys):
     # Clustered synthetic identities are easy: every genuine pair is accepted without the scheme.
     assert result["schemes"][0]["tpr"] == 1.0
     assert result["security"][0]["parameter_set"] == "l2fe-facenet-m32"
+    assert result["security"][0]["mean_face_records_tested"] == 2
     printed = capsys.readouterr().out
     assert "Argon2id cost lowered" in printed and "l2fe-hash/cvp" in printed
 
 
-def test_unknown_set_is_an_error(lfw):
-    assert main(["eval", "schemes", "--embeddings", str(lfw / "lfw.npz"), "--pairs", str(lfw / "pairs.txt"),
-                 "--sets", "l2fe-nope"]) == 2
+def test_unknown_set_is_an_error(lfw, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "schemes", "--embeddings", str(lfw / "lfw.npz"), "--pairs", str(lfw / "pairs.txt"),
+              "--sets", "l2fe-nope"])
+    assert stop.value.code == 2 and "invalid choice: 'l2fe-nope'" in capsys.readouterr().err

@@ -199,7 +199,7 @@ def test_corrupt_graph_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "c"))
-    assert assets.cache_dir() == tmp_path / "c"
+    assert assets.cache_dir() == tmp_path / "c" / "models"
     monkeypatch.delenv(assets.CACHE_ENV)
     assert assets.cache_dir() == Path.home() / ".cache" / "latticelock" / "models"
 
@@ -207,9 +207,9 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path: Path) -> None:
 def test_fresh_build_is_deterministic_and_recorded(monkeypatch, tmp_path: Path, facenet_model: Path) -> None:
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path))
     built = assets.build_facenet()
-    assert built.path == tmp_path / assets.FACENET_ONNX
+    assert built.path == tmp_path / "models" / assets.FACENET_ONNX
     assert built.path.read_bytes() == facenet_model.read_bytes()
-    manifest = json.loads((tmp_path / assets.FACENET_MANIFEST).read_text())
+    manifest = json.loads((tmp_path / "models" / assets.FACENET_MANIFEST).read_text())
     assert manifest["output"]["sha256"] == assets.sha256_file(built.path) == built.sha256
     assert manifest["source"]["sha256"] == assets.SHIPPED["facenet_pb"].sha256
     assert manifest["converter_version"] == fc.CONVERTER_VERSION
@@ -220,10 +220,12 @@ def test_fresh_build_is_deterministic_and_recorded(monkeypatch, tmp_path: Path, 
 
 @pytest.fixture
 def copied_cache(monkeypatch, tmp_path: Path, facenet_model: Path) -> Path:
+    models = tmp_path / "models"
+    models.mkdir()
     for name in (assets.FACENET_ONNX, assets.FACENET_MANIFEST):
-        shutil.copy(facenet_model.parent / name, tmp_path / name)
+        shutil.copy(facenet_model.parent / name, models / name)
     monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path))
-    return tmp_path
+    return models
 
 
 def test_corrupt_cached_model_is_refused(copied_cache: Path) -> None:

@@ -108,9 +108,9 @@ def test_a_spurious_basis_is_not_accepted():
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LATTICELOCK_CACHE", str(tmp_path))
-    lattice._reduced_basis_cached.cache_clear()
+    lattice._memory.clear()
     yield tmp_path / "bases"
-    lattice._reduced_basis_cached.cache_clear()
+    lattice._memory.clear()
 
 
 def test_cache_round_trip(cache):
@@ -119,7 +119,7 @@ def test_cache_round_trip(cache):
     assert reduced_basis_for(seed, 24, 8, Q, 10) is first  # in-memory LRU
     files = list(cache.iterdir())
     assert len(files) == 1 and files[0].suffix == ".basis"
-    lattice._reduced_basis_cached.cache_clear()
+    lattice._memory.clear()
     again = reduced_basis_for(seed, 24, 8, Q, 10)
     assert again is not first
     np.testing.assert_array_equal(again.basis, first.basis)
@@ -127,6 +127,17 @@ def test_cache_round_trip(cache):
     # Another block size is another entry.
     reduced_basis_for(seed, 24, 8, Q, 4)
     assert len(list(cache.iterdir())) == 2
+
+
+def test_a_cache_folder_passed_in_is_used_instead_of_the_default(cache, tmp_path):
+    seed = bytes(range(1, 33))
+    own = tmp_path / "evaluation"
+    first = reduced_basis_for(seed, 20, 8, Q, 8, cache=own)
+    assert [p.suffix for p in own.iterdir()] == [".basis"] and not cache.exists()
+    # A later lookup naming no folder is served from memory: the basis depends on the lattice only.
+    assert reduced_basis_for(seed, 20, 8, Q, 8) is first and not cache.exists()
+    lattice._memory.clear()
+    np.testing.assert_array_equal(reduced_basis_for(seed, 20, 8, Q, 8, cache=own).basis, first.basis)
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "foreign"])
@@ -143,11 +154,11 @@ def test_corrupt_cache_is_recomputed(cache, damage):
         data = bytearray()
     else:
         # A well-formed file for another seed, renamed to this key: the checksum holds, the key does not.
-        lattice._reduced_basis_cached.cache_clear()
+        lattice._memory.clear()
         reduced_basis_for(bytes(32), 20, 8, Q, 8)
         data = bytearray(next(p for p in cache.iterdir() if p != path).read_bytes())
     path.write_bytes(bytes(data))
-    lattice._reduced_basis_cached.cache_clear()
+    lattice._memory.clear()
     rb = reduced_basis_for(seed, 20, 8, Q, 8)
     np.testing.assert_array_equal(rb.basis, good)
     assert lattice._decode(path.read_bytes(), lattice._cache_key(seed, 20, 8, Q, 8), 20) is not None
@@ -165,7 +176,7 @@ def test_a_wrong_basis_with_a_valid_checksum_is_recomputed(cache, damage):
     else:
         bad[1] += 5 * bad[0]  # same lattice, no longer reduced
     path.write_bytes(lattice._encode(key, bad))
-    lattice._reduced_basis_cached.cache_clear()
+    lattice._memory.clear()
     np.testing.assert_array_equal(reduced_basis_for(seed, 20, 8, Q, 8).basis, good)
 
 
@@ -173,11 +184,11 @@ def test_unwritable_cache_still_works(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("LATTICELOCK_CACHE", str(blocker))
-    lattice._reduced_basis_cached.cache_clear()
+    lattice._memory.clear()
     try:
         assert reduced_basis_for(bytes(32), 16, 4, Q, 4).m == 16
     finally:
-        lattice._reduced_basis_cached.cache_clear()
+        lattice._memory.clear()
 
 
 def test_reduced_basis_for_rejects_bad_input(cache):

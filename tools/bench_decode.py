@@ -16,14 +16,17 @@ the command also runs where fpylll is not installed (the GPU machine).
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from latticelock.tools import flags
+from latticelock.tools.errors import ToolsError
 
 Q = 65537
 RADIUS_FRACTION = 0.40  # as the parameter sets: 0.4 of the Gaussian-heuristic minimum distance
@@ -110,22 +113,22 @@ def save_bases(path: Path, bases: dict[tuple[int, int], list]) -> None:
 
 
 def load_bases(path: Path) -> dict[tuple[int, int], list]:
+    """Bases written by `save_bases`; ToolsError if the file is missing, truncated or foreign."""
     from latticelock.kernels.hazmat.lattice import ReducedBasis
-    from latticelock.tools.errors import ToolsError
 
-    try:
-        data = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise ToolsError(f"cannot read bases file {path}: {exc}") from exc
     out: dict[tuple[int, int], list] = {}
-    for key in sorted(k for k in data.files if k.endswith("_basis")):
-        m, n, j = key.split("_")[:3]
-        prefix = f"{m}_{n}_{j}_"
-        arrays = {name: data[prefix + name] for name in ("basis", "mu", "bstar", "bstar_sqnorm", "proj")}
-        for a in arrays.values():
-            a.setflags(write=False)  # as lattice.gso makes them
-        rb = ReducedBasis(**arrays, q=Q)
-        out.setdefault((int(m[1:]), int(n[1:])), []).append(rb)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in sorted(k for k in data.files if k.endswith("_basis")):
+                m, n, j = key.split("_")[:3]
+                prefix = f"{m}_{n}_{j}_"
+                arrays = {name: data[prefix + name] for name in ("basis", "mu", "bstar", "bstar_sqnorm", "proj")}
+                for a in arrays.values():
+                    a.setflags(write=False)  # as lattice.gso makes them
+                out.setdefault((int(m[1:]), int(n[1:])), []).append(ReducedBasis(**arrays, q=Q))
+    # np.load reads members lazily: a truncated file fails inside the loop, as BadZipFile or EOFError.
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ToolsError(f"cannot read bases file {path}: {exc or type(exc).__name__}") from None
     return out
 
 
@@ -271,7 +274,6 @@ def median_time(fn, repeat: int) -> float:
 def gpu_info() -> dict:
     """Name, peaks (datasheet, and derived from the SM count and clock) and a measured copy bandwidth."""
     from latticelock.kernels.hazmat.gpu import runtime
-    from latticelock.tools.errors import ToolsError
 
     with runtime.active() as cuda:
         dev = cuda.Context.get_device()
@@ -457,14 +459,15 @@ def register(commands) -> None:
                    help=f"batch sizes (default 1,64,1024,16384; 1:N batches stop at {MANY_MAX})")
     p.add_argument("--decoders", default="babai,cvp", help="babai,cvp")
     p.add_argument("--modes", default="one,many", help="one (k targets, one basis), many (1:N)")
-    p.add_argument("--backends", default=None, help="cpu,gpu (default: gpu too when available)")
+    p.add_argument("--decoder-backends", default=None,
+                   help="decoder backends to compare: cpu,gpu (default: gpu too when available)")
     p.add_argument("--repeat", type=int, default=5, help="timed repeats per cell; the median is reported")
     p.add_argument("--agreement", type=int, default=0, metavar="N", help="also check N targets per decoder on both backends")
     p.add_argument("--no-bench", action="store_true", help="only the agreement check")
     p.add_argument("--bases", type=Path, help="load reduced bases from this .npz (written by --save-bases)")
     p.add_argument("--save-bases", type=Path, help="save the reduced bases to this .npz")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    flags.json_output(p, "the results")
     p.set_defaults(func=_run)
 
 
@@ -472,13 +475,17 @@ def _run(args) -> int:
     from tqdm import tqdm
 
     from latticelock.kernels.hazmat import gpu
-    from latticelock.tools.errors import ToolsError
+    from latticelock.kernels.recipe import DECODER_BACKENDS
 
+    flags.check_json_target(args.json)
     shapes = [(m, n) for m in _ints(args.m) for n in _ints(args.n) if n < m]
     decoders, modes = _words(args.decoders), _words(args.modes)
     if not shapes or not set(decoders) <= {"babai", "cvp"} or not set(modes) <= {"one", "many"}:
         raise ToolsError("need at least one (m, n) with n < m, decoders from babai,cvp and modes from one,many")
-    backends = _words(args.backends) if args.backends else (["cpu", "gpu"] if gpu.available() else ["cpu"])
+    backends = _words(args.decoder_backends) if args.decoder_backends else (["cpu", "gpu"] if gpu.available() else ["cpu"])
+    named = [b for b in DECODER_BACKENDS if b != "auto"]  # "auto" only picks one of these
+    if not backends or not set(backends) <= set(named):
+        raise ToolsError(f"--decoder-backends takes a comma-separated list from {','.join(named)}")
     if "gpu" in backends and not gpu.available():
         raise ToolsError(f"GPU backend unavailable: {gpu.unavailable_reason()}")
     if args.agreement and not gpu.available():
@@ -508,10 +515,8 @@ def _run(args) -> int:
                 report.agreement.append(row)
                 bar.write(f"{row.decoder} {row.mode} m={row.m} n={row.n} {row.kind}: {row.cases} cases, "
                           f"{row.mismatches}/{row.found_mismatches}/{row.exhausted_mismatches} mismatches")
-                if args.json:  # kept current, so an interrupted run still leaves its rows
-                    args.json.write_text(json.dumps(asdict(report), indent=2) + "\n")
+                flags.write_json(args.json, asdict(report))  # kept current: an interrupted run leaves its rows
     print(format_report(report))
-    if args.json:
-        args.json.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    flags.write_json(args.json, asdict(report))
     bad = sum(a.mismatches + a.found_mismatches + a.exhausted_mismatches for a in report.agreement)
     return 1 if bad else 0

@@ -11,14 +11,15 @@ unit vectors moved by half the set's radius in the projected space, so the numbe
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from latticelock.tools import flags
+from latticelock.tools.eval_schemes import prepare
 
 
 def _timed(fn, *args):
@@ -27,7 +28,8 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
-def bench_set(set_name: str, records: int, threads: int, backend: str, seed: int = 0) -> dict:
+def bench_set(set_name: str, records: int, threads: int, backend: str, basis_cache: Path, seed: int = 0) -> dict:
+    """One set's row; every basis is reduced into `basis_cache` (a fresh folder, so BKZ is timed, not read)."""
     from latticelock.kernels.kdf import EVALUATION_COST
     from latticelock.kernels.hazmat.rep import derive
     from latticelock.kernels.l2fe import L2FEScheme
@@ -51,13 +53,13 @@ def bench_set(set_name: str, records: int, threads: int, backend: str, seed: int
         probe = x + direction @ projection.components[: params.m].astype(np.float64)
         record, t = _timed(base.enroll, x)
         gen.append(t)
-        _, t = _timed(base.prepare, record)
+        _, t = _timed(prepare, base, record, basis_cache)
         basis.append(t)
         _, t = _timed(derive, np.zeros(params.n, dtype=np.int64), record["salt"], params.kdf)
         kdf.append(t)
         light_record, t = _timed(light.enroll, x)
         gen_light.append(t)
-        light.prepare(light_record)
+        prepare(light, light_record, basis_cache)
         for d, scheme in schemes.items():
             key, t = _timed(scheme.verify, record, probe)
             rep[d].append(t)
@@ -79,31 +81,18 @@ def bench_set(set_name: str, records: int, threads: int, backend: str, seed: int
 def cmd_fe(args: argparse.Namespace) -> int:
     import numba
 
-    from latticelock.kernels.params import PARAMETER_SETS
-    from latticelock.tools.errors import ToolsError
-
-    sets = args.sets or list(PARAMETER_SETS)
-    unknown = [s for s in sets if s not in PARAMETER_SETS]
-    if unknown:
-        raise ToolsError(f"unknown parameter sets {unknown}; known: {', '.join(PARAMETER_SETS)}")
+    flags.check_json_target(args.json)
+    sets = args.sets
     threads = min(args.threads, numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="latticelock-bench-") as cache:
-        # A fresh basis cache, so the BKZ time is measured rather than read from disk.
-        previous = os.environ.get("LATTICELOCK_CACHE")
-        os.environ["LATTICELOCK_CACHE"] = cache
-        try:
-            # Compile the numba decoders once before timing.
-            bench_set(sets[0], 1, threads, args.backend, seed=1)
-            for name in sets:
-                rows.append(bench_set(name, args.records, threads, args.backend))
-        finally:
-            if previous is None:
-                os.environ.pop("LATTICELOCK_CACHE", None)
-            else:
-                os.environ["LATTICELOCK_CACHE"] = previous
-    print(f"median seconds per record over {args.records} records, {threads} decoder threads, backend {args.backend}")
+        # Compile the numba decoders once before timing.
+        bench_set(sets[0], 1, threads, args.decoder_backend, Path(cache), seed=1)
+        for name in sets:
+            rows.append(bench_set(name, args.records, threads, args.decoder_backend, Path(cache)))
+    print(f"median seconds per record over {args.records} records, {threads} decoder threads, "
+          f"backend {args.decoder_backend}")
     header = (f"{'parameter set':<18} {'Gen':>7} {'(KDF%)':>7} {'BKZ once':>9} {'Rep cvp':>8} {'(KDF%)':>7} "
               f"{'Rep babai':>9} {'(KDF%)':>7}  KDF")
     print(header)
@@ -112,16 +101,15 @@ def cmd_fe(args: argparse.Namespace) -> int:
         print(f"{r['parameter_set']:<18} {r['gen_seconds']:>7.3f} {100 * r['gen_kdf_share']:>6.1f}% {r['basis_seconds']:>9.3f} "
               f"{r['rep_cvp_seconds']:>8.3f} {100 * r['rep_cvp_kdf_share']:>6.1f}% {r['rep_babai_seconds']:>9.3f} "
               f"{100 * r['rep_babai_kdf_share']:>6.1f}%  {r['kdf']}")
-    if args.json:
-        args.json.write_text(json.dumps({"rows": rows}, indent=2))
+    flags.write_json(args.json, {"rows": rows})
     return 0
 
 
 def register(commands) -> None:
     p = commands.add_parser("fe", help="median Gen and Rep time per L2FE-Hash record, with the KDF's share")
-    p.add_argument("--sets", nargs="+", help="parameter sets (default: all)")
+    flags.parameter_sets(p)
     p.add_argument("--records", type=int, default=7, help="records per set (medians over these)")
     p.add_argument("--threads", type=int, default=2, help="numba threads for the decoders")
-    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--json", type=Path)
+    flags.decoder_backend(p)
+    flags.json_output(p, "the rows")
     p.set_defaults(func=cmd_fe)

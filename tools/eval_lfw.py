@@ -15,61 +15,19 @@ only lower the accuracy; the count is reported either way.
 from __future__ import annotations
 
 import argparse
-import json
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from latticelock.tools import flags
+from latticelock.tools.embeddings import load_embeddings
 from latticelock.tools.errors import ToolsError
+from latticelock.tools.pairs import Pair, read_pairs
 
-
-@dataclass(frozen=True)
-class Pair:
-    fold: int
-    first: str  # path relative to the LFW folder, e.g. "Name/Name_0001.jpg"
-    second: str
-    same: bool
-
-
-def lfw_file(name: str, index: int) -> str:
-    """LFW's file name for image `index` of `name`."""
-    return f"{name}/{name}_{index:04d}.jpg"
-
-
-def parse_pair(parts: list[str]) -> tuple[str, str, bool]:
-    """(first file, second file, same person) of one pairs-file line split on whitespace: `name i j`
-    or `name1 i name2 j`; ValueError for anything else."""
-    if len(parts) == 3:
-        return lfw_file(parts[0], int(parts[1])), lfw_file(parts[0], int(parts[2])), True
-    if len(parts) == 4:
-        return lfw_file(parts[0], int(parts[1])), lfw_file(parts[2], int(parts[3])), False
-    raise ValueError(f"not a pair: {' '.join(parts)!r}")
-
-
-def read_pairs(path: Path) -> list[Pair]:
-    """Parse an LFW pairs file (first line: folds and pairs per class; then per fold same then different pairs)."""
-    try:
-        lines = [line.split() for line in Path(path).read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ToolsError(f"cannot read pairs file {path}: {exc}") from exc
-    try:
-        folds, per_class = int(lines[0][0]), int(lines[0][1])
-    except (IndexError, ValueError):
-        raise ToolsError(f"{path}: first line must be '<folds> <pairs per class>'") from None
-    if folds < 1 or per_class < 1:
-        raise ToolsError(f"{path}: the first line announces {folds} folds of {per_class} pairs per class; both must be >= 1")
-    if len(lines) - 1 != folds * 2 * per_class:
-        raise ToolsError(f"{path}: expected {folds * 2 * per_class} pairs for {folds} folds, found {len(lines) - 1}")
-    pairs = []
-    for number, parts in enumerate(lines[1:]):
-        fold = number // (2 * per_class)
-        try:
-            pairs.append(Pair(fold, *parse_pair(parts)))
-        except ValueError:
-            raise ToolsError(f"{path}: line {number + 2} is not a pair: {' '.join(parts)!r}") from None
-    return pairs
+# forensics/protocol.py (parse_pair) and eval_embed.py (read_pairs) still import the pairs reader from
+# here; their owners move them to tools.pairs, and then this line goes.
+from latticelock.tools.pairs import parse_pair  # noqa: F401
 
 
 def best_threshold(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
@@ -160,20 +118,6 @@ def evaluate(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict
     }
 
 
-def load_embeddings(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
-    """(file -> embedding, failure files) from an `eval embed` file."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            embeddings, files = data["embeddings"], data["files"]
-            failures = [str(f) for f in data["failures"]]
-    # A truncated .npz is a BadZipFile or EOFError, not an OSError.
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise ToolsError(f"cannot read embeddings file {path}: {exc}") from exc
-    if embeddings.ndim != 2 or len(embeddings) != len(files):
-        raise ToolsError(f"{path}: embeddings {embeddings.shape} do not match {len(files)} file names")
-    return {str(f): e for f, e in zip(files, embeddings, strict=True)}, failures
-
-
 def centre_crop_embeddings(dataset: Path, files: list[str], threads: int | None) -> dict[str, np.ndarray]:
     """Embeddings of the central 160x160 of 250x250 deep-funneled LFW images (with flip averaging)."""
     import cv2
@@ -243,16 +187,16 @@ def format_report(report: LfwReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    flags.check_json_target(args.json)
     pairs = read_pairs(args.pairs)
     if args.folds is not None:
         if not 2 <= args.folds <= max(p.fold for p in pairs) + 1:
             raise ToolsError(f"--folds must be between 2 and the number of folds in {args.pairs}")
         pairs = [p for p in pairs if p.fold < args.folds]
-    embeddings, failures = load_embeddings(args.embeddings)
-    report = lfw_report(pairs, embeddings, failures, args.dataset, args.threads)
+    data = load_embeddings(args.embeddings)
+    report = lfw_report(pairs, data.by_file(), list(data.failures), args.dataset, args.threads)
     print(format_report(report))
-    if args.json:
-        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    flags.write_json(args.json, report.to_json())
     return 0
 
 
@@ -263,10 +207,10 @@ def register(commands) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--pairs", type=Path, required=True, help="LFW pairs file (lfw_pairs.txt)")
-    parser.add_argument("--embeddings", type=Path, required=True, help="file written by `latticelock eval embed`")
+    flags.pairs(parser)
+    flags.embeddings(parser)
     parser.add_argument("--dataset", type=Path, help="the LFW folder, to centre-crop images whose detection failed")
     parser.add_argument("--folds", type=int, help="use only the first K folds (K-fold cross-validation)")
-    parser.add_argument("--threads", type=int, help="inference threads for the fallback crops")
-    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures as JSON")
+    flags.threads(parser)
+    flags.json_output(parser, "the figures")
     parser.set_defaults(func=run)

@@ -9,15 +9,17 @@ scheme: TPR over the same-person pairs, FPR over the different-person pairs.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from latticelock.tools import flags
+from latticelock.tools.embeddings import EmbeddingsFile, load_embeddings
+from latticelock.tools.pairs import PairRows, pair_rows, read_pairs
 
 FPR_TARGET = 0.01
 FPR_LOW = 1e-3
@@ -25,78 +27,7 @@ PROJECTION_DIMS = 64
 IMPOSTOR_SAMPLE = 200_000
 
 
-# ---------------------------------------------------------------- data
-
-@dataclass(frozen=True)
-class Embeddings:
-    embeddings: np.ndarray  # float32[N,512]
-    labels: np.ndarray  # str[N]
-    files: np.ndarray  # str[N]
-    path: Path
-    sha256: str
-
-    def index(self) -> dict[str, int]:
-        """'Name/Name_0001.jpg' -> row."""
-        return {"/".join(Path(str(f)).parts[-2:]): i for i, f in enumerate(self.files)}
-
-
-def load_embeddings(path: Path) -> Embeddings:
-    from latticelock.tools.errors import ToolsError
-
-    try:
-        raw = path.read_bytes()
-        with np.load(path, allow_pickle=False) as data:
-            emb, labels, files = data["embeddings"], data["labels"], data["files"]
-    except FileNotFoundError:
-        raise ToolsError(f"embeddings file {path} not found (write it with `latticelock eval embed`)") from None
-    except (OSError, KeyError, ValueError) as exc:
-        raise ToolsError(f"embeddings file {path} is unreadable: {exc}") from None
-    if emb.ndim != 2 or emb.shape[1] != 512 or len(labels) != len(emb) or len(files) != len(emb):
-        raise ToolsError(f"embeddings file {path}: embeddings {emb.shape}, {len(labels)} labels, {len(files)} files")
-    return Embeddings(emb.astype(np.float32), labels.astype(str), files.astype(str), path, hashlib.sha256(raw).hexdigest())
-
-
-@dataclass(frozen=True)
-class Pairs:
-    first: np.ndarray  # int rows into the embeddings
-    second: np.ndarray
-    same: np.ndarray  # bool
-    names: frozenset[str]  # every identity the pairs file mentions
-    missing: int  # pairs dropped because an image has no embedding
-
-
-def read_pairs(path: Path, data: Embeddings) -> Pairs:
-    """LFW View 2 pairs (`name i j` same person, `name1 i name2 j` different) mapped to embedding rows."""
-    from latticelock.tools.errors import ToolsError
-    from latticelock.tools.eval_lfw import parse_pair
-
-    try:
-        lines = path.read_text().split("\n")
-    except OSError as exc:
-        raise ToolsError(f"cannot read pairs file {path}: {exc}") from None
-    index = data.index()
-    first, second, same, names, missing = [], [], [], set(), 0
-    for number, line in enumerate(lines[1:], start=2):
-        parts = line.split()
-        if not parts:
-            continue
-        try:
-            a, b, is_same = parse_pair(parts)
-        except ValueError:
-            raise ToolsError(f"{path}:{number}: expected `name i j` or `name1 i name2 j`, got {line!r}") from None
-        names.update((a.split("/")[0], b.split("/")[0]))
-        if a not in index or b not in index:
-            missing += 1
-            continue
-        first.append(index[a])
-        second.append(index[b])
-        same.append(is_same)
-    if not first:
-        raise ToolsError(f"no pair of {path} has both embeddings in {data.path}")
-    return Pairs(np.array(first), np.array(second), np.array(same), frozenset(names), missing)
-
-
-def limit_pairs(pairs: Pairs, limit: int | None) -> Pairs:
+def limit_pairs(pairs: PairRows, limit: int | None) -> PairRows:
     """An evenly spread subset of `limit` pairs, as many same-person as different-person ones."""
     if not limit or limit >= len(pairs.first):
         return pairs
@@ -105,12 +36,12 @@ def limit_pairs(pairs: Pairs, limit: int | None) -> Pairs:
         rows = np.flatnonzero(pairs.same == flag)
         keep.append(rows[np.linspace(0, len(rows) - 1, max(1, limit // 2)).astype(int)])
     keep = np.sort(np.concatenate(keep))
-    return Pairs(pairs.first[keep], pairs.second[keep], pairs.same[keep], pairs.names, pairs.missing)
+    return PairRows(pairs.first[keep], pairs.second[keep], pairs.same[keep], pairs.names, pairs.missing)
 
 
 # ---------------------------------------------------------------- calibration on public identities
 
-def public_rows(data: Embeddings, pairs_names: frozenset[str]) -> np.ndarray:
+def public_rows(data: EmbeddingsFile, pairs_names: frozenset[str]) -> np.ndarray:
     return np.flatnonzero(~np.isin(data.labels, sorted(pairs_names)))
 
 
@@ -162,7 +93,7 @@ def cross_fitted_thresholds(x: np.ndarray, labels: np.ndarray, rng: np.random.Ge
     return {m: {f: float(np.mean(v)) for f, v in by_fpr.items()} for m, by_fpr in thresholds.items()}
 
 
-def calibrate(data: Embeddings, public: np.ndarray, projection, fnr_target: float, seed: int = 0) -> dict:
+def calibrate(data: EmbeddingsFile, public: np.ndarray, projection, fnr_target: float, seed: int = 0) -> dict:
     """Every threshold, from public identities only."""
     from latticelock.kernels.mrp import K
 
@@ -198,6 +129,19 @@ def calibrate(data: Embeddings, public: np.ndarray, projection, fnr_target: floa
 
 # ---------------------------------------------------------------- evaluation
 
+def prepare(scheme, record, basis_cache: Path) -> None:
+    """`scheme.prepare(record)` with the record's basis reduced into `basis_cache`, a folder of the caller's.
+
+    The scheme's own lookups of that basis (prepare, verify, the mean-face attack) then find it in the
+    lattice module's memory, so the user's cache is neither read nor written as long as they follow at once.
+    """
+    from latticelock.kernels.hazmat.lattice import reduced_basis_for
+
+    p = scheme.params
+    reduced_basis_for(record["seed"], p.m, p.n, p.q, p.bkz_block, cache=basis_cache)
+    scheme.prepare(record)
+
+
 def _roc_tpr_at(genuine: np.ndarray, impostor: np.ndarray, fpr: float) -> float:
     """TPR of the distance score at the largest threshold whose FPR on these impostors is <= fpr."""
     t = threshold_at_fpr(impostor, fpr)
@@ -210,7 +154,7 @@ def _row(name: str, parameter_set: str, accepted: np.ndarray, same: np.ndarray, 
             "genuine_pairs": int(same.sum()), "impostor_pairs": int((~same).sum()), **extra}
 
 
-def evaluate(data: Embeddings, pairs: Pairs, sets: list[str], decoders: list[str], fast_kdf: bool,
+def evaluate(data: EmbeddingsFile, pairs: PairRows, sets: list[str], decoders: list[str], fast_kdf: bool,
              seed_pool: int, backend: str, security_sample: int, progress: bool = True) -> dict:
     from tqdm import tqdm
 
@@ -261,87 +205,81 @@ def evaluate(data: Embeddings, pairs: Pairs, sets: list[str], decoders: list[str
 
     kdf = EVALUATION_COST if fast_kdf else None
     kdf_note = f"KDF lowered to {EVALUATION_COST.describe()} for speed" if fast_kdf else ""
-    # Each parameter set's enrolments share one cache of reduced bases, deleted afterwards (it is public
-    # data, but thousands of evaluation bases should not pile up in the user's cache).
+    # Each parameter set's enrolments reduce their bases into one temporary folder, deleted afterwards (it
+    # is public data, but thousands of evaluation bases should not pile up in the user's cache); every
+    # use of a record's basis follows its enrolment at once (see `prepare`).
     security_rows = []
     with tempfile.TemporaryDirectory(prefix="latticelock-eval-") as cache:
-        previous = os.environ.get("LATTICELOCK_CACHE")
-        os.environ["LATTICELOCK_CACHE"] = cache
-        try:
-            for set_name in sets:
-                params = get_parameter_set(set_name)
-                base = L2FEScheme(set_name, kdf=kdf, backend=backend)
-                projection = base.projection
-                e1 = preprocess(params, projection, x1)
-                e2 = preprocess(params, projection, x2)
-                scaled = np.linalg.norm(e1 - e2, axis=1)
-                # ROC points: the radius whose FPR on the evaluated pairs is 1e-2 / 1e-3 (never above the set's).
-                roc_radius = {f"cvp@{label}": min(threshold_at_fpr(scaled[~same], f), params.radius)
-                              for label, f in (("1e-2", FPR_TARGET), ("1e-3", FPR_LOW))}
-                verifiers = {d: L2FEScheme(set_name, kdf=kdf, backend=backend, decoder=d) for d in decoders}
-                if "cvp" in decoders:
-                    for label, radius in roc_radius.items():
-                        verifiers[label] = L2FEScheme(set_name, kdf=kdf, backend=backend, decoder="cvp", radius=radius)
-                pool = [os.urandom(SEED_BYTES) for _ in range(seed_pool)]
-                accepted = {d: np.zeros(k, dtype=bool) for d in verifiers}
-                seconds = {d: 0.0 for d in verifiers}
-                enrol_seconds = 0.0
-                records = []
-                for i in tqdm(range(k), desc=set_name, disable=not progress, leave=False):
-                    t0 = time.perf_counter()
-                    if pool:
-                        record = base.enroll_derand(x1[i], pool[i % len(pool)] + os.urandom(COIN_BYTES - SEED_BYTES))
-                    else:
-                        record = base.enroll(x1[i])
-                    base.prepare(record)
-                    enrol_seconds += time.perf_counter() - t0
-                    if len(records) < security_sample:
-                        records.append(record)
-                    for d, scheme in verifiers.items():
-                        t0 = time.perf_counter()
-                        accepted[d][i] = scheme.verify(record, x2[i]) is not None
-                        seconds[d] += time.perf_counter() - t0
-                notes = [n for n in (kdf_note, f"public seeds drawn from a pool of {seed_pool}" if pool else "") if n]
-                roc_note = "radius at this FPR of the evaluated pairs (ROC point)"
-                unprotected_projected = lambda f: _roc_tpr_at(scaled[same], scaled[~same], f)  # noqa: E731
-                for d, acc in accepted.items():
-                    row = _row(f"l2fe-hash/{d}", set_name, acc, same, decoder=d.split("@")[0],
-                               radius=roc_radius.get(d, params.radius),
-                               enrol_seconds_per_pair=enrol_seconds / k, verify_seconds_per_pair=seconds[d] / k,
-                               note="; ".join(([roc_note] if d in roc_radius else []) + notes))
-                    fpr = row["fpr"]
-                    row["unprotected_roc_tpr_at_same_fpr"] = roc(distance, fpr)
-                    row["gap_to_unprotected_roc"] = row["unprotected_roc_tpr_at_same_fpr"] - row["tpr"]
-                    row["projected_roc_tpr_at_same_fpr"] = unprotected_projected(fpr)
-                    rows.append(row)
-                # Security: spread of e and the mean-face attack, on the evaluated (victim) faces.
-                victims = np.unique(np.concatenate([pairs.first, pairs.second]))
-                xv = data.embeddings[victims].astype(np.float64)
-                ev = preprocess(params, projection, xv)
-                sigma = float(np.sqrt(np.mean(ev.astype(np.float64) ** 2)))
-                usvp = security.primal_usvp(params.n, params.m, params.q, sigma)
-                counts = security.mean_face_counts(params, ev)
-                hits = security.nearest_is_secret(verifiers.get("cvp") or base, records)
+        for set_name in sets:
+            params = get_parameter_set(set_name)
+            base = L2FEScheme(set_name, kdf=kdf, backend=backend)
+            projection = base.projection
+            e1 = preprocess(params, projection, x1)
+            e2 = preprocess(params, projection, x2)
+            scaled = np.linalg.norm(e1 - e2, axis=1)
+            # ROC points: the radius whose FPR on the evaluated pairs is 1e-2 / 1e-3 (never above the set's).
+            roc_radius = {f"cvp@{label}": min(threshold_at_fpr(scaled[~same], f), params.radius)
+                          for label, f in (("1e-2", FPR_TARGET), ("1e-3", FPR_LOW))}
+            verifiers = {d: L2FEScheme(set_name, kdf=kdf, backend=backend, decoder=d) for d in decoders}
+            if "cvp" in decoders:
+                for label, radius in roc_radius.items():
+                    verifiers[label] = L2FEScheme(set_name, kdf=kdf, backend=backend, decoder="cvp", radius=radius)
+            pool = [os.urandom(SEED_BYTES) for _ in range(seed_pool)]
+            accepted = {d: np.zeros(k, dtype=bool) for d in verifiers}
+            seconds = {d: 0.0 for d in verifiers}
+            enrol_seconds = 0.0
+            attacker = verifiers.get("cvp") or base
+            hits = []
+            for i in tqdm(range(k), desc=set_name, disable=not progress, leave=False):
                 t0 = time.perf_counter()
-                derive(np.zeros(params.n, dtype=np.int64), b"\0" * 16, params.kdf)
-                kdf_seconds = time.perf_counter() - t0
-                security_rows.append({
-                    "parameter_set": set_name, "m": params.m, "n": params.n, "q": params.q,
-                    "scale": params.scale, "radius": params.radius, "lambda1_gh": params.lambda1,
-                    "sigma_e": sigma, "e_norm": security.summarise(np.linalg.norm(ev, axis=1)),
-                    "usvp_beta": usvp.beta, "usvp_samples": usvp.samples, "usvp_log2_cost": usvp.log2_cost,
-                    "mean_face_log2_candidates": security.summarise(counts),
-                    "mean_face_first_guess_recovers": float(hits.mean()) if len(hits) else None,
-                    "mean_face_unlocks": security.mean_face_acceptance(params, projection, xv),
-                    "mean_face_records_tested": int(len(hits)),
-                    "kdf": params.kdf.describe(), "kdf_seconds_per_test": kdf_seconds,
-                    "mean_face_seconds_median": float(np.exp2(np.median(counts)) * kdf_seconds),
-                })
-        finally:
-            if previous is None:
-                os.environ.pop("LATTICELOCK_CACHE", None)
-            else:
-                os.environ["LATTICELOCK_CACHE"] = previous
+                if pool:
+                    record = base.enroll_derand(x1[i], pool[i % len(pool)] + os.urandom(COIN_BYTES - SEED_BYTES))
+                else:
+                    record = base.enroll(x1[i])
+                prepare(base, record, Path(cache))
+                enrol_seconds += time.perf_counter() - t0
+                for d, scheme in verifiers.items():
+                    t0 = time.perf_counter()
+                    accepted[d][i] = scheme.verify(record, x2[i]) is not None
+                    seconds[d] += time.perf_counter() - t0
+                if i < security_sample:  # the mean-face attack on the first records
+                    hits.append(bool(security.nearest_is_secret(attacker, [record])[0]))
+            notes = [n for n in (kdf_note, f"public seeds drawn from a pool of {seed_pool}" if pool else "") if n]
+            roc_note = "radius at this FPR of the evaluated pairs (ROC point)"
+            unprotected_projected = lambda f: _roc_tpr_at(scaled[same], scaled[~same], f)  # noqa: E731
+            for d, acc in accepted.items():
+                row = _row(f"l2fe-hash/{d}", set_name, acc, same, decoder=d.split("@")[0],
+                           radius=roc_radius.get(d, params.radius),
+                           enrol_seconds_per_pair=enrol_seconds / k, verify_seconds_per_pair=seconds[d] / k,
+                           note="; ".join(([roc_note] if d in roc_radius else []) + notes))
+                fpr = row["fpr"]
+                row["unprotected_roc_tpr_at_same_fpr"] = roc(distance, fpr)
+                row["gap_to_unprotected_roc"] = row["unprotected_roc_tpr_at_same_fpr"] - row["tpr"]
+                row["projected_roc_tpr_at_same_fpr"] = unprotected_projected(fpr)
+                rows.append(row)
+            # Security: spread of e and the mean-face attack, on the evaluated (victim) faces.
+            victims = np.unique(np.concatenate([pairs.first, pairs.second]))
+            xv = data.embeddings[victims].astype(np.float64)
+            ev = preprocess(params, projection, xv)
+            sigma = float(np.sqrt(np.mean(ev.astype(np.float64) ** 2)))
+            usvp = security.primal_usvp(params.n, params.m, params.q, sigma)
+            counts = security.mean_face_counts(params, ev)
+            hits = np.array(hits, dtype=bool)
+            t0 = time.perf_counter()
+            derive(np.zeros(params.n, dtype=np.int64), b"\0" * 16, params.kdf)
+            kdf_seconds = time.perf_counter() - t0
+            security_rows.append({
+                "parameter_set": set_name, "m": params.m, "n": params.n, "q": params.q,
+                "scale": params.scale, "radius": params.radius, "lambda1_gh": params.lambda1,
+                "sigma_e": sigma, "e_norm": security.summarise(np.linalg.norm(ev, axis=1)),
+                "usvp_beta": usvp.beta, "usvp_samples": usvp.samples, "usvp_log2_cost": usvp.log2_cost,
+                "mean_face_log2_candidates": security.summarise(counts),
+                "mean_face_first_guess_recovers": float(hits.mean()) if len(hits) else None,
+                "mean_face_unlocks": security.mean_face_acceptance(params, projection, xv),
+                "mean_face_records_tested": int(len(hits)),
+                "kdf": params.kdf.describe(), "kdf_seconds_per_test": kdf_seconds,
+                "mean_face_seconds_median": float(np.exp2(np.median(counts)) * kdf_seconds),
+            })
     victims = np.unique(np.concatenate([pairs.first, pairs.second]))
     xv = data.embeddings[victims].astype(np.float64)
     xv /= np.linalg.norm(xv, axis=1, keepdims=True)
@@ -386,30 +324,24 @@ def print_schemes(result: dict) -> None:
 
 
 def cmd_schemes(args: argparse.Namespace) -> int:
-    from latticelock.kernels.params import PARAMETER_SETS
-    from latticelock.tools.errors import ToolsError
-
-    sets = args.sets or list(PARAMETER_SETS)
-    unknown = [s for s in sets if s not in PARAMETER_SETS]
-    if unknown:
-        raise ToolsError(f"unknown parameter sets {unknown}; known: {', '.join(PARAMETER_SETS)}")
+    flags.check_json_target(args.json)
     data = load_embeddings(args.embeddings)
-    pairs = limit_pairs(read_pairs(args.pairs, data), args.limit_pairs)
+    pairs = limit_pairs(pair_rows(read_pairs(args.pairs), data), args.limit_pairs)
     if args.fast_kdf:
         print("note: Argon2id cost lowered for evaluation speed (--fast-kdf); accept/reject decisions do not depend on it")
-    result = evaluate(data, pairs, sets, args.decoders, args.fast_kdf, args.seed_pool, args.backend, args.security_sample,
-                      progress=not args.no_progress)
+    result = evaluate(data, pairs, args.sets, args.decoders, args.fast_kdf, args.seed_pool, args.decoder_backend,
+                      args.security_sample, progress=not args.no_progress)
     print_schemes(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    flags.write_json(args.json, result)
     return 0
 
 
 def cmd_projection(args: argparse.Namespace) -> int:
     from latticelock.kernels.projection import PROJECTIONS_DIR, fit_projection, save_projection
 
+    flags.check_json_target(args.json)
     data = load_embeddings(args.embeddings)
-    pairs = read_pairs(args.pairs, data)
+    pairs = pair_rows(read_pairs(args.pairs), data)
     public = public_rows(data, pairs.names)
     provenance = {
         "source": str(args.embeddings), "source_sha256": data.sha256, "images": int(len(public)),
@@ -417,9 +349,9 @@ def cmd_projection(args: argparse.Namespace) -> int:
         "excluded": f"every identity named in {args.pairs.name}",
         "command": "latticelock eval projection --embeddings LFW.npz --pairs lfw_pairs.txt",
     }
-    with np.load(args.embeddings, allow_pickle=False) as raw:
-        if "config" in raw:
-            provenance["embedding_config"] = str(raw["config"])
+    if data.config:
+        # As `eval embed` stored it: its options as sorted-key JSON.
+        provenance["embedding_config"] = json.dumps(data.config, sort_keys=True)
     projection = fit_projection(data.embeddings[public], PROJECTION_DIMS, provenance)
     out = args.out or PROJECTIONS_DIR / f"{args.name}.npz"
     save_projection(projection, out)
@@ -434,32 +366,31 @@ def cmd_projection(args: argparse.Namespace) -> int:
               f"on the PCA's own images {inside['0.01']:.4f} / {inside['0.001']:.4f})")
     fe = calibration["facial_fe"]
     print(f"facial-fe scale for FNR <= {fe['fnr_target']}: {fe['scale']} (public FNR {fe['fnr_by_scale'][str(fe['scale'])]:.3f})")
-    if args.json:
-        args.json.write_text(json.dumps({"projection": str(out), "provenance": projection.provenance, "calibration": calibration}, indent=2))
+    flags.write_json(args.json, {"projection": str(out), "provenance": projection.provenance, "calibration": calibration})
     return 0
 
 
 def register(commands) -> None:
     p = commands.add_parser("schemes", help="TPR/FPR of every protection scheme on the LFW pairs, and security figures")
-    p.add_argument("--embeddings", type=Path, required=True, help="embeddings of LFW (from `latticelock eval embed`)")
-    p.add_argument("--pairs", type=Path, required=True, help="lfw_pairs.txt (View 2)")
-    p.add_argument("--json", type=Path, help="write the results as JSON here")
+    flags.embeddings(p)
+    flags.pairs(p)
+    flags.json_output(p, "the results")
     p.add_argument("--limit-pairs", type=int, help="evaluate an evenly spread subset of N pairs")
-    p.add_argument("--sets", nargs="+", help="L2FE-Hash parameter sets (default: all)")
+    flags.parameter_sets(p)
     p.add_argument("--decoders", nargs="+", default=["cvp", "babai", "babai-raw"], choices=["cvp", "babai", "babai-raw"])
     p.add_argument("--fast-kdf", action="store_true", help="lower the Argon2id cost (decisions do not depend on it)")
     p.add_argument("--seed-pool", type=int, default=0,
                    help="draw each record's public seed from a pool of N (saves BKZ time; 0: a fresh seed per record)")
-    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "gpu"], help="decoder backend")
+    flags.decoder_backend(p)
     p.add_argument("--security-sample", type=int, default=100, help="records tested with the mean-face attack per set")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_schemes)
 
     p = commands.add_parser("projection", help="fit the shipped PCA on public LFW identities and calibrate thresholds")
-    p.add_argument("--embeddings", type=Path, required=True)
-    p.add_argument("--pairs", type=Path, required=True, help="its identities are excluded from the fit")
+    flags.embeddings(p)
+    flags.pairs(p, "LFW pairs file: its identities are excluded from the fit")
     p.add_argument("--name", default="lfw-public-pca64", help="projection name (kernels/projections/NAME.npz)")
     p.add_argument("--out", type=Path, help="write the projection here instead")
     p.add_argument("--fnr-target", type=float, default=0.10, help="facial-fe false-negative-rate target")
-    p.add_argument("--json", type=Path)
+    flags.json_output(p, "the provenance and calibration")
     p.set_defaults(func=cmd_projection)

@@ -7,7 +7,8 @@ inference backends from models), so a new backend appears in every command at on
   atomically, so a missing folder is a clear error up front and never loses a finished result).
 - `--decoder-backend`: lattice decoders (auto, cpu, gpu); `--inference-backend`: MTCNN and FaceNet
   (onnxruntime, tensorrt); `--threads`: inference threads; `--datasets`: the face datasets folder;
-  `--embeddings`: a file written by `latticelock eval embed`.
+  `--embeddings`: a file written by `latticelock eval embed`; `--pairs`: an LFW pairs file; `--sets`:
+  L2FE-Hash parameter sets.
 """
 
 from __future__ import annotations
@@ -74,3 +75,14 @@ def datasets(parser: argparse.ArgumentParser) -> None:
 def embeddings(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("--embeddings", type=Path, required=required, metavar="FILE.npz",
                         help="embeddings written by `latticelock eval embed`")
+
+
+def pairs(parser: argparse.ArgumentParser, help_text: str = "LFW pairs file (lfw_pairs.txt, View 2)") -> None:
+    parser.add_argument("--pairs", type=Path, required=True, metavar="FILE", help=help_text)
+
+
+def parameter_sets(parser: argparse.ArgumentParser) -> None:
+    from latticelock.kernels.params import PARAMETER_SETS
+
+    parser.add_argument("--sets", nargs="+", choices=PARAMETER_SETS, default=list(PARAMETER_SETS), metavar="SET",
+                        help=f"L2FE-Hash parameter sets: {', '.join(PARAMETER_SETS)} (default: all)")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
+
+from latticelock.tools import flags
+from latticelock.tools.datasets import find_datasets
 
 DEFAULT_OPENCV_IMAGES = 16
 
@@ -17,7 +19,7 @@ def register(commands) -> None:
         "and print every model file with its sha256.",
     )
     build.add_argument("--force", action="store_true", help="rebuild even if a current build is cached")
-    build.add_argument("--json", metavar="OUT", type=Path, help="also write the result as JSON")
+    flags.json_output(build)
     build.set_defaults(func=_build)
 
     verify = commands.add_parser(
@@ -28,16 +30,16 @@ def register(commands) -> None:
     )
     verify.add_argument("--against-opencv", action="store_true",
                         help="compare converted FaceNet with the original graph run by OpenCV >= 5")
-    verify.add_argument("--datasets", type=Path, default=None,
-                        help="datasets folder with lfw/ (default: $LATTICELOCK_DATASETS or ../shared/datasets)")
+    flags.datasets(verify)
+    flags.inference_backend(verify)
     verify.add_argument("--images", type=int, default=DEFAULT_OPENCV_IMAGES,
                         help=f"LFW centre crops to compare (default {DEFAULT_OPENCV_IMAGES})")
     verify.add_argument("--tolerance", type=float, default=1e-5, help="largest accepted difference (default 1e-5)")
-    verify.add_argument("--json", metavar="OUT", type=Path, help="also write the result as JSON")
+    flags.json_output(verify)
     verify.set_defaults(func=_verify)
 
     info = commands.add_parser("info", help="cache folder, converter and runtime versions, backend availability")
-    info.add_argument("--json", metavar="OUT", type=Path, help="also write the result as JSON")
+    flags.json_output(info)
     info.set_defaults(func=_info)
 
 
@@ -51,14 +53,10 @@ def _files_json(files) -> list[dict]:
     return [{"role": f.role, "path": str(f.path), "sha256": f.sha256, "size": f.size} for f in files]
 
 
-def _write_json(path: Path | None, payload: dict) -> None:
-    if path is not None:
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-
-
 def _build(args: argparse.Namespace) -> int:
     from latticelock.models import assets
 
+    flags.check_json_target(args.json)
     start = time.perf_counter()
     facenet = assets.build_facenet(force=args.force)
     seconds = time.perf_counter() - start
@@ -66,7 +64,7 @@ def _build(args: argparse.Namespace) -> int:
                for role, p in assets.mtcnn_onnx_paths().items()), facenet]
     _print_files(files)
     print(f"cache: {assets.cache_dir()}  (FaceNet ready in {seconds:.1f} s)")
-    _write_json(args.json, {"cache_dir": str(assets.cache_dir()), "seconds": seconds, "files": _files_json(files)})
+    flags.write_json(args.json, {"cache_dir": str(assets.cache_dir()), "seconds": seconds, "files": _files_json(files)})
     return 0
 
 
@@ -91,11 +89,10 @@ def _lfw_center_crops(datasets: Path, count: int):
 
 
 def _verify(args: argparse.Namespace) -> int:
-    import os
-
     from latticelock.models import assets
     from latticelock.models.errors import ModelsError
 
+    flags.check_json_target(args.json)
     files = assets.verify_models()
     _print_files(files)
     print("all model files match their recorded sha256")
@@ -107,26 +104,26 @@ def _verify(args: argparse.Namespace) -> int:
 
         if args.images < 1:
             raise ModelsError("--images must be at least 1")
-        default = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-        datasets = args.datasets or Path(os.environ.get("LATTICELOCK_DATASETS", default))
+        datasets = find_datasets(args.datasets)
         sets = {"synthetic": np.random.default_rng(0).integers(0, 256, (4, 160, 160, 3), dtype=np.uint8)}
-        if (datasets / "lfw").is_dir():
+        if datasets is not None and (datasets / "lfw").is_dir():
             sets["lfw"] = _lfw_center_crops(datasets, args.images)
         else:
-            print(f"no LFW at {datasets / 'lfw'}: comparing on synthetic images only")
+            where = datasets / "lfw" if datasets is not None else "the datasets folder (--datasets DIR)"
+            print(f"no LFW in {where}: comparing on synthetic images only")
         payload["against_opencv"] = {}
         print(f"{'images':<10} {'count':>5}  max |onnx - opencv|")
         for name, crops in sets.items():
-            diff = difference_from_opencv(crops)
+            diff = difference_from_opencv(crops, backend=args.inference_backend)
             payload["against_opencv"][name] = {"count": len(crops), "max_abs_diff": diff}
             print(f"{name:<10} {len(crops):>5}  {diff:.3e}")
         worst = max(v["max_abs_diff"] for v in payload["against_opencv"].values())
         payload["ok"] = worst < args.tolerance
-        _write_json(args.json, payload)
+        flags.write_json(args.json, payload)
         if not payload["ok"]:
             raise ModelsError(f"converted FaceNet differs from OpenCV by {worst:.3e} (tolerance {args.tolerance:g})")
         return 0
-    _write_json(args.json, payload)
+    flags.write_json(args.json, payload)
     return 0
 
 
@@ -139,6 +136,7 @@ def _info(args: argparse.Namespace) -> int:
     from latticelock.models.facenet_convert import CONVERTER_VERSION
     from latticelock.models.tensorrt_backend import unavailable_reason
 
+    flags.check_json_target(args.json)
     facenet = assets.cache_dir() / assets.FACENET_ONNX
     trt = unavailable_reason()
     payload = {
@@ -153,5 +151,5 @@ def _info(args: argparse.Namespace) -> int:
     width = max(map(len, payload))
     for key, value in payload.items():
         print(f"{key:<{width}}  {value if value is not None else 'not built (run `latticelock models build`)'}")
-    _write_json(args.json, payload)
+    flags.write_json(args.json, payload)
     return 0

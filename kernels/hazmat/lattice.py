@@ -13,13 +13,14 @@ type the GPU twins compute natively, so CPU and GPU read identical numbers.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import math
 import os
 import struct
 import tempfile
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,10 +163,13 @@ def reduce_basis(basis: np.ndarray, block_size: int, q: int = 0) -> ReducedBasis
 
 
 def cache_dir() -> Path:
-    """Where reduced bases are cached: $LATTICELOCK_CACHE/bases, default ~/.cache/latticelock/bases."""
+    """The default folder of cached bases: $LATTICELOCK_CACHE/bases, else ~/.cache/latticelock/bases.
+
+    `$LATTICELOCK_CACHE` is the root of every LatticeLock cache, one subfolder per kind (`models`,
+    `bases`, `embeddings`); this is the only place the kernels read it.
+    """
     root = os.environ.get("LATTICELOCK_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "latticelock"
-    return base / "bases"
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "latticelock") / "bases"
 
 
 def _cache_key(seed: bytes, m: int, n: int, q: int, block_size: int) -> bytes:
@@ -209,11 +213,41 @@ def _is_lll_reduced(basis: np.ndarray) -> bool:
     return bool(LLL.is_reduced(IntegerMatrix.from_matrix(basis.tolist())))
 
 
-@functools.lru_cache(maxsize=256)
-def _reduced_basis_cached(seed: bytes, m: int, n: int, q: int, block_size: int) -> ReducedBasis:
+class _Memory:
+    """The most recently used reduced bases, keyed by their lattice alone (seed, shape, q, block size):
+    the folder a basis is kept in on disk does not change it, so a basis reduced into an evaluation's
+    own cache folder serves the scheme's later lookups, which name no folder."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._bases: OrderedDict[bytes, ReducedBasis] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> ReducedBasis | None:
+        with self._lock:
+            rb = self._bases.get(key)
+            if rb is not None:
+                self._bases.move_to_end(key)
+            return rb
+
+    def put(self, key: bytes, rb: ReducedBasis) -> None:
+        with self._lock:
+            self._bases[key] = rb
+            self._bases.move_to_end(key)
+            while len(self._bases) > self._size:
+                self._bases.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._bases.clear()
+
+
+_memory = _Memory(256)
+
+
+def _load_or_reduce(key: bytes, seed: bytes, m: int, n: int, q: int, block_size: int, folder: Path) -> ReducedBasis:
     A = expand_matrix(seed, m, n, q)
-    key = _cache_key(seed, m, n, q, block_size)
-    path = cache_dir() / (hashlib.sha256(key).hexdigest() + ".basis")
+    path = folder / (hashlib.sha256(key).hexdigest() + ".basis")
     solver = SecretSolver(A, q)
     try:
         cached = _decode(path.read_bytes(), key, m)
@@ -245,8 +279,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
         pass
 
 
-def reduced_basis_for(seed: bytes, m: int, n: int, q: int, block_size: int) -> ReducedBasis:
-    """The BKZ-reduced basis of L(expand_matrix(seed, m, n, q)), cached in memory and on disk.
+def reduced_basis_for(
+    seed: bytes, m: int, n: int, q: int, block_size: int, cache: Path | None = None
+) -> ReducedBasis:
+    """The BKZ-reduced basis of L(expand_matrix(seed, m, n, q)), cached in memory and on disk in the
+    folder `cache` (default `cache_dir()`).
 
     The reduced basis is public (anyone holding the seed can compute it), so caching it leaks nothing.
     A cached file is trusted only after checking that it is an LLL-reduced basis of the same lattice.
@@ -256,4 +293,10 @@ def reduced_basis_for(seed: bytes, m: int, n: int, q: int, block_size: int) -> R
     check_dimensions(m, n, q)
     if not isinstance(block_size, int) or not 2 <= block_size <= m:
         raise ValueError(f"block_size must be an int in [2, {m}], got {block_size!r}")
-    return _reduced_basis_cached(bytes(seed), int(m), int(n), int(q), block_size)
+    seed, m, n, q = bytes(seed), int(m), int(n), int(q)
+    key = _cache_key(seed, m, n, q, block_size)
+    rb = _memory.get(key)
+    if rb is None:
+        rb = _load_or_reduce(key, seed, m, n, q, block_size, cache_dir() if cache is None else Path(cache))
+        _memory.put(key, rb)
+    return rb
