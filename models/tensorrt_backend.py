@@ -27,7 +27,7 @@ def _import_tensorrt():
     except ImportError as exc:
         raise ModelsError(
             f"TensorRT is not installed: {exc}. It ships with JetPack on Jetson devices "
-            "(or as NVIDIA's `tensorrt` wheels on desktops); use --backend onnxruntime otherwise"
+            "(or as NVIDIA's `tensorrt` wheels on desktops); use --inference-backend onnxruntime otherwise"
         ) from exc
     return tensorrt
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from latticelock.tools.cli import main
 from latticelock.tools.embeddings import load_embeddings
 from latticelock.tools.errors import ToolsError
-from latticelock.tools.eval_embed import EmbeddingSet, embed_dataset, list_images, parallelism, partial_path
+from latticelock.tools.embeddings import EmbeddingsWriter
+from latticelock.tools.eval_embed import embed_dataset, list_images, parallelism, partial_path
 from latticelock.tools.eval_lfw import best_threshold, equal_error_rate, evaluate, lfw_report, roc, tar_at_far
 from latticelock.tools.pairs import Pair, read_pairs
 
@@ -213,7 +214,7 @@ def test_embed_dataset_resumes_from_its_checkpoint(tmp_path):
         embed_dataset(root, files, lambda: FakePipeline(fail_after=6), out, {"k": 1}, checkpoint_every=2, chunk=2,
                       progress=False)
     assert not out.exists()
-    saved = EmbeddingSet.load(partial_path(out))
+    saved = EmbeddingsWriter.resume(partial_path(out))
     assert 0 < len(saved.done()) < 11
     fresh = FakePipeline()
     result = embed_dataset(root, files, lambda: fresh, out, {"k": 1}, checkpoint_every=2, chunk=2, progress=False)
@@ -233,7 +234,7 @@ def test_embed_dataset_resumes_from_its_checkpoint(tmp_path):
 def test_embed_dataset_refuses_a_checkpoint_from_other_options(tmp_path):
     root = _dataset(tmp_path)
     out = tmp_path / "out.npz"
-    EmbeddingSet(config={"alignment": "margin"}).save(partial_path(out))
+    EmbeddingsWriter(config={"alignment": "margin"}).save(partial_path(out))
     with pytest.raises(ToolsError, match="other options"):
         embed_dataset(root, list_images(root), FakePipeline, out, {"alignment": "landmarks"}, progress=False)
 
@@ -278,19 +279,19 @@ def test_worker_processes_give_the_same_file_as_one_process(tmp_path):
 
 def test_truncated_or_inconsistent_npz_files_are_clear_errors(tmp_path):
     good = tmp_path / "good.npz"
-    EmbeddingSet(config={}, files=["a/1.jpg"], embeddings=[np.zeros(512, np.float32)]).save(good)
+    EmbeddingsWriter(config={}, files=["a/1.jpg"], embeddings=[np.ones(512, np.float32)]).save(good)
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ToolsError, match="cannot read embeddings file"):
         load_embeddings(truncated)
-    with pytest.raises(ToolsError, match="cannot read checkpoint"):
-        EmbeddingSet.load(truncated)
+    with pytest.raises(ToolsError, match="delete it to start over"):
+        EmbeddingsWriter.resume(truncated)
     inconsistent = tmp_path / "inconsistent.npz"
     with np.load(good) as data:
         arrays = dict(data)
     np.savez(inconsistent, **{**arrays, "embeddings": np.zeros((2, 512), np.float32)})
-    with pytest.raises(ToolsError, match="inconsistent"):
-        EmbeddingSet.load(inconsistent)
+    with pytest.raises(ToolsError, match="disagree"):
+        EmbeddingsWriter.resume(inconsistent)
 
 
 @pytest.mark.parametrize(

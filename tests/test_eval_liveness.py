@@ -65,7 +65,7 @@ def test_a_person_turned_both_ways_gives_a_triple():
     [
         (["--photos", "0"], "--photos must be at least 1"),
         (["--people", "-1"], "--people must be at least 1"),
-        (["--datasets", "/nonexistent/datasets"], "no lfw/ or faces94_subset/"),
+        (["--datasets", "/nonexistent/datasets"], "datasets folder not found"),
     ],
 )
 def test_bad_flags_are_one_line_errors(argv, message, capsys):

@@ -17,9 +17,7 @@ frames/s and stage medians are reported under `stream`.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -27,17 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from latticelock.tools import flags
 from latticelock.tools.errors import ToolsError
 
 FRAME_W, FRAME_H = 640, 480
 GRID = (4, 2)
 SINGLE_FACE = "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"
-
-
-def datasets_dir() -> Path:
-    """`$LATTICELOCK_DATASETS`, else the shared datasets folder beside the repository."""
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-    return Path(os.environ.get("LATTICELOCK_DATASETS", default))
 
 
 def compose_frames(dataset: Path | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
@@ -240,17 +233,21 @@ def format_table(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from latticelock.tools.datasets import find_datasets
+
+    flags.check_json_target(args.json)
     if args.repeat < 1 or args.threads < 1 or args.passes < 1:
         raise ToolsError("--repeat, --threads and --passes must be at least 1")
-    dataset = args.dataset if args.dataset is not None else datasets_dir()
-    replay = args.replay if args.replay is not None else dataset / "faces94_subset" / "anpage"
+    if args.datasets is not None and find_datasets(args.datasets) is None:
+        raise ToolsError(f"--datasets {args.datasets} is not a folder")
+    dataset = find_datasets(args.datasets)
+    replay = args.replay if args.replay is not None else (dataset / "faces94_subset" / "anpage" if dataset else None)
     if args.replay is not None and not replay.is_dir():
         raise ToolsError(f"--replay {replay} is not a folder")
-    report = bench(args.threads, args.repeat, dataset if dataset.is_dir() else None, args.backend,
-                   replay if replay.is_dir() else None, args.passes)
+    report = bench(args.threads, args.repeat, dataset, args.inference_backend,
+                   replay if replay is not None and replay.is_dir() else None, args.passes)
     print(format_table(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    flags.write_json(args.json, report)
     return 0
 
 
@@ -259,10 +256,10 @@ def register(commands) -> None:
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
     parser.add_argument("--repeat", type=int, default=10, help="timed rounds per stage (default 10)")
-    parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt"))
-    parser.add_argument("--dataset", type=Path, help="datasets folder holding lfw/ (default $LATTICELOCK_DATASETS or ../shared/datasets)")
+    flags.inference_backend(parser)
+    flags.datasets(parser)
     parser.add_argument("--replay", type=Path, metavar="DIR",
                         help="folder of frames for the frame pipeline's frames/s (default faces94_subset/anpage in the datasets)")
     parser.add_argument("--passes", type=int, default=3, help="replays of that folder (default 3)")
-    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures as JSON")
+    flags.json_output(parser, "the figures")
     parser.set_defaults(func=run)

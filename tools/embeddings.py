@@ -10,6 +10,7 @@ missing, truncated or foreign file into one clear `ToolsError`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -62,8 +63,13 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 
 def load_embeddings(path: str | Path) -> EmbeddingsFile:
-    """Read an embeddings file; ToolsError if it is missing, truncated, foreign or inconsistent."""
-    path = Path(path)
+    """Read an embeddings file (rows L2-normalised); ToolsError if it is missing, truncated, foreign or inconsistent."""
+    raw = _read(Path(path))
+    return EmbeddingsFile(normalise(raw.embeddings), *dataclasses.astuple(raw)[1:])
+
+
+def _read(path: Path) -> EmbeddingsFile:
+    """The file's arrays as stored (a resumed run appends to them unchanged)."""
     try:
         raw = path.read_bytes()
         with np.load(path, allow_pickle=False) as data:
@@ -90,7 +96,7 @@ def load_embeddings(path: str | Path) -> EmbeddingsFile:
         raise ToolsError(f"{path}: {len(emb)} embeddings, {len(labels)} labels and {len(files)} files disagree")
     if not np.all(np.isfinite(emb)):
         raise ToolsError(f"{path}: embeddings hold non-finite values")
-    return EmbeddingsFile(normalise(emb), labels, files, failures, reasons, config, path, hashlib.sha256(raw).hexdigest())
+    return EmbeddingsFile(emb.astype(np.float32), labels, files, failures, reasons, config, path, hashlib.sha256(raw).hexdigest())
 
 
 @dataclass
@@ -131,9 +137,9 @@ class EmbeddingsWriter:
     def resume(cls, path: Path) -> "EmbeddingsWriter":
         """Continue from a checkpoint written by `save` (ToolsError if it is unreadable: delete it to start over)."""
         try:
-            loaded = load_embeddings(path)
+            loaded = _read(Path(path))
         except ToolsError as exc:
-            raise ToolsError(f"{exc}; delete the checkpoint to start over") from None
+            raise ToolsError(f"checkpoint: {exc}; delete it to start over") from None
         return cls(
             config=loaded.config, files=[str(f) for f in loaded.files], embeddings=list(loaded.embeddings),
             failures=list(loaded.failures), failure_reasons=list(loaded.failure_reasons),

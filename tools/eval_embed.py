@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
-import tempfile
 import time
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from latticelock.tools import flags
+from latticelock.tools.embeddings import EmbeddingsWriter
 from latticelock.tools.errors import ToolsError
 
 if TYPE_CHECKING:
@@ -67,60 +65,6 @@ def list_images(root: Path) -> list[str]:
     if not files:
         raise ToolsError(f"no images found in identity folders under {root}")
     return files
-
-
-@dataclass
-class EmbeddingSet:
-    """What `eval embed` writes; `config` records the options so a resume cannot mix two runs."""
-
-    config: dict
-    files: list[str] = field(default_factory=list)
-    embeddings: list[np.ndarray] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    failure_reasons: list[str] = field(default_factory=list)
-
-    def done(self) -> set[str]:
-        """Every file already handled, embedded or failed."""
-        return set(self.files) | set(self.failures)
-
-    def save(self, path: Path) -> None:
-        """Write the set to `path` atomically (temporary file, then rename), readable by its owner only."""
-        arrays = {
-            "embeddings": np.asarray(self.embeddings, dtype=np.float32).reshape(-1, 512),
-            "labels": np.asarray([f.split("/")[0] for f in self.files], dtype=str),
-            "files": np.asarray(self.files, dtype=str),
-            "failures": np.asarray(self.failures, dtype=str),
-            "failure_reasons": np.asarray(self.failure_reasons, dtype=str),
-            "config": np.asarray(json.dumps(self.config, sort_keys=True)),
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".tmp", delete=False)
-        try:
-            with handle:
-                np.savez(handle, **arrays)
-            os.replace(handle.name, path)
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
-
-    @classmethod
-    def load(cls, path: Path) -> EmbeddingSet:
-        """Read a checkpoint written by `save`; ToolsError if it is unreadable, truncated or inconsistent."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                loaded = cls(
-                    config=json.loads(str(data["config"])),
-                    files=[str(f) for f in data["files"]],
-                    embeddings=list(data["embeddings"]),
-                    failures=[str(f) for f in data["failures"]],
-                    failure_reasons=[str(r) for r in data["failure_reasons"]],
-                )
-        # A checkpoint cut short (disk full, copied while being written) is a BadZipFile or EOFError.
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise ToolsError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from exc
-        if len(loaded.files) != len(loaded.embeddings) or len(loaded.failures) != len(loaded.failure_reasons):
-            raise ToolsError(f"checkpoint {path} is inconsistent (arrays of different lengths); delete it to start over")
-        return loaded
 
 
 def partial_path(out: Path) -> Path:
@@ -189,7 +133,7 @@ def embed_dataset(
     chunk: int = 16,
     workers: int = 1,
     progress: bool = True,
-) -> EmbeddingSet:
+) -> EmbeddingsWriter:
     """Embed `files` (relative to `root`) with pipelines from `factory`, resuming from and checkpointing to OUT.partial.npz.
 
     With `workers` > 1 each worker process builds its own pipeline (best with one inference thread
@@ -198,9 +142,9 @@ def embed_dataset(
     from tqdm import tqdm
 
     side = partial_path(out)
-    result = EmbeddingSet(config=config)
+    result = EmbeddingsWriter(config=config)
     if side.exists():
-        result = EmbeddingSet.load(side)
+        result = EmbeddingsWriter.resume(side)
         if result.config != config:
             raise ToolsError(
                 f"{side} was made with other options ({result.config}); rerun with those or delete it to start over"
@@ -244,6 +188,7 @@ def embed_dataset(
 
 
 def run(args: argparse.Namespace) -> int:
+    flags.check_json_target(args.json)
     if args.limit is not None and args.limit < 1:
         raise ToolsError("--limit must be at least 1")
     if args.folds is not None and args.folds < 1:
@@ -251,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     root = args.dataset.resolve()
     files = list_images(root)
     if args.pairs is not None:
-        from latticelock.tools.eval_lfw import read_pairs
+        from latticelock.tools.pairs import read_pairs
 
         pairs = [p for p in read_pairs(args.pairs) if args.folds is None or p.fold < args.folds]
         wanted = {p.first for p in pairs} | {p.second for p in pairs}
@@ -262,14 +207,14 @@ def run(args: argparse.Namespace) -> int:
         "dataset": str(root),
         "alignment": args.alignment,
         "flip_average": not args.no_flip,
-        "backend": args.backend,
+        "backend": args.inference_backend,
         "pairs": str(args.pairs.resolve()) if args.pairs else None,
         "folds": args.folds,
         "limit": args.limit,
         "min_face_size": args.min_face_size,
     }
     workers, threads = parallelism(args.workers, args.threads)
-    factory = functools.partial(build_pipeline, args.alignment, not args.no_flip, args.backend, threads, args.min_face_size)
+    factory = functools.partial(build_pipeline, args.alignment, not args.no_flip, args.inference_backend, threads, args.min_face_size)
     start = time.perf_counter()
     result = embed_dataset(root, files, factory, args.out, config, args.checkpoint_every, workers=workers,
                            progress=not args.quiet)
@@ -287,8 +232,7 @@ def run(args: argparse.Namespace) -> int:
     }
     width = max(len(k) for k in summary)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in summary.items()))
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    flags.write_json(args.json, summary)
     return 0
 
 
@@ -304,7 +248,7 @@ def register(commands) -> None:
     parser.add_argument("--alignment", choices=("margin", "landmarks"), default="margin",
                         help="facenet's margin crop (default; better on LFW) or a 5-point similarity warp")
     parser.add_argument("--no-flip", action="store_true", help="do not average with the mirror image's embedding")
-    parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt"))
+    flags.inference_backend(parser)
     parser.add_argument("--workers", type=int,
                         help=f"worker processes (default: one per usable core, at most {MAX_WORKERS})")
     parser.add_argument("--threads", type=int, help="inference threads per worker (default: the usable cores left per worker, at least 1)")
@@ -315,5 +259,5 @@ def register(commands) -> None:
     parser.add_argument("--folds", type=int, help="with --pairs: only the first K folds")
     parser.add_argument("--checkpoint-every", type=int, default=200, metavar="N", help="save progress every N images")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the run summary as JSON")
+    flags.json_output(parser, "the run summary")
     parser.set_defaults(func=run)

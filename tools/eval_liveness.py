@@ -30,9 +30,7 @@ user); `latticelock eval policy` measures matching.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -44,6 +42,8 @@ from latticelock.device.liveness import (
     LEFT, MIN_PARALLAX, RIGHT, WRONG_WAY, LivenessConfig, Observation, TurnChallenge, frame_problem,
 )
 from latticelock.device.policy import Decision
+from latticelock.tools import flags
+from latticelock.tools.datasets import datasets_dir
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.eval_policy import wilson_interval
 
@@ -63,14 +63,6 @@ CHALLENGE_FRAMES = 5
 FRAME_INTERVAL_S = 0.25
 ATTACKS = ("still", "plane", "plane+blur", "plane+noise", "plane+jpeg")
 FACES94_ENROLMENT = 5
-
-
-def _datasets_dir(flag: str | None) -> Path:
-    """The datasets folder: the flag, else $LATTICELOCK_DATASETS, else ../shared/datasets beside the checkout."""
-    if flag:
-        return Path(flag)
-    default = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-    return Path(os.environ.get("LATTICELOCK_DATASETS", default))
 
 
 @dataclass(frozen=True)
@@ -473,7 +465,7 @@ def _handler(args) -> int:
     for name in ("photos", "people"):
         if getattr(args, name) < 1:
             raise ToolsError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    root = _datasets_dir(args.datasets)
+    root = datasets_dir(args.datasets)
     lfw, faces94 = root / "lfw", root / "faces94_subset"
     if not lfw.is_dir() and not faces94.is_dir():
         raise ToolsError(f"no lfw/ or faces94_subset/ under {root} (pass --datasets or set LATTICELOCK_DATASETS)")
@@ -510,7 +502,7 @@ def _handler(args) -> int:
             "genuine": [asdict(r) for r in genuine],
             "sweep": swept,
         }
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        flags.write_json(args.json, report)
     return 0
 
 
@@ -520,7 +512,7 @@ def register(commands) -> None:
         help="APCER of simulated print attacks and BPCER of real pose changes for the head-turn check",
         description="Simulate print attacks through the real detector and replay real pose changes through the head-turn liveness check.",
     )
-    parser.add_argument("--datasets", help="folder holding lfw/ and faces94_subset/ (default: $LATTICELOCK_DATASETS or ../shared/datasets)")
+    flags.datasets(parser)
     # `--people 300 --photos 20` took 6.6 CPU-minutes here, so the defaults sit below that; the
     # figures in device/liveness.py come from `--people 5749 --photos 150 --sweep` (41 minutes on
     # two cores shared with other work).
@@ -531,5 +523,5 @@ def register(commands) -> None:
     parser.add_argument("--sweep", action="store_true", help="also report pooled APCER/BPCER over a grid of thresholds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    flags.json_output(parser, "the report")
     parser.set_defaults(func=_handler)
