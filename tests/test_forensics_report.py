@@ -129,3 +129,16 @@ def test_cli_steal_inspect_report(tmp_path, capsys):
     assert json.loads((tmp_path / "r.json").read_text())["rows"]
     assert main(["forensics", "inspect", str(tmp_path / "missing.img")]) == 2
     assert "latticelock: error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["report", "--no-image"], ["fleet", "--devices", "2", "--users", "1"], ["generator"]])
+def test_truncated_or_foreign_embeddings_are_one_line_errors(tmp_path, capsys, command):
+    faces = _faceset(20)
+    np.savez(tmp_path / "e.npz", embeddings=faces.embeddings, labels=faces.labels, files=faces.files)
+    blob = (tmp_path / "e.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(blob[: len(blob) // 2])
+    np.savez(tmp_path / "foreign.npz", weights=np.zeros(3))
+    for bad in ("cut.npz", "foreign.npz"):
+        code = main(["forensics", *command, "--embeddings", str(tmp_path / bad), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("latticelock: error:") and err.count("\n") == 1 and "Traceback" not in err

@@ -10,9 +10,11 @@ from latticelock.tools import flags
 from latticelock.tools.errors import ToolsError
 
 
-def _command_line(args: argparse.Namespace) -> list[str]:
+def _command_line(args: argparse.Namespace) -> str:
     """The options a command ran with, as a command line (the report's provenance)."""
-    words = [args.group, args.command]
+    import shlex
+
+    words = ["latticelock", args.group, args.command]
     for key, value in sorted(vars(args).items()):
         if key in ("func", "group", "command") or value is None or value is False:
             continue
@@ -23,7 +25,7 @@ def _command_line(args: argparse.Namespace) -> list[str]:
             words += [option, *map(str, value)]
         else:
             words += [option, str(value)]
-    return words
+    return shlex.join(words)
 
 
 def _steal(args: argparse.Namespace) -> int:
@@ -116,7 +118,7 @@ def _generator(args: argparse.Namespace) -> int:
     rows = faces.index()
     built = generator.build(
         faces.embeddings[[rows[f] for f in files]], np.stack([crops[f] for f in files]),
-        np.array([f.split("/")[0] for f in files]), {"path": str(faces.path), "sha256": faces.sha256},
+        np.array([f.split("/")[0] for f in files]), {"path": str(faces.path), "sha256": faces.sha256, "command": _command_line(args)},
         args.out or generator.default_path(), threads=args.threads, seed=args.seed,
     )
     print(f"face generator: {built.describe()}")
@@ -156,6 +158,8 @@ def _report(args: argparse.Namespace) -> int:
     report.data["embeddings"] = str(faces.path)
     report.data["embeddings_sha256"] = faces.sha256
     report.provenance = provenance(_command_line(args))
+    if attack is not None and "command" in attack.generator.manifest["training"]["embeddings"]:
+        report.provenance["commands"].insert(0, attack.generator.manifest["training"]["embeddings"]["command"])
     report.fleet = fleet
     if skipped:
         report.notes.append(skipped)

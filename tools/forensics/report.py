@@ -426,12 +426,11 @@ def write_json(report: Report, path: Path) -> None:
     write(path, json.loads(json.dumps(report.to_json(), default=float)))
 
 
-def provenance(argv: list[str]) -> dict:
+def provenance(command: str) -> dict:
     """The command and the versions and hardware behind a report (shown on its HTML page)."""
     import importlib.metadata
     import os
     import platform
-    import shlex
 
     versions = {"python": platform.python_version()}
     for package in ("latticelock", "numpy", "onnxruntime", "opencv-python-headless", "fpylll", "torch", "ray"):
@@ -439,5 +438,5 @@ def provenance(argv: list[str]) -> dict:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = "not installed"
-    return {"commands": ["latticelock " + shlex.join(argv)], "versions": versions,
+    return {"commands": [command], "versions": versions,
             "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"}
