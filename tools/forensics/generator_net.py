@@ -22,7 +22,7 @@ from torch import nn
 ARCHITECTURE = "cpu-ridge64"
 SIZE = 64
 PIXELS = SIZE * SIZE * 3
-PENALTIES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+PENALTIES = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 class FaceGenerator(nn.Module):
