@@ -31,10 +31,10 @@ def _pairs(n: int = 300, seed: int = 0):
     return x, (images * 255).round().astype(np.uint8).reshape(n, SIZE, SIZE, 3), np.array([f"p{i // 2:03d}" for i in range(n)])
 
 
-@pytest.fixture()
-def built(tmp_path):
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
     x, crops, labels = _pairs()
-    out = tmp_path / "gen.pt"
+    out = tmp_path_factory.mktemp("generator") / "gen.pt"
     gen = generator.build(x[:250], crops[:250], labels[:250], {"path": "synthetic", "sha256": "-"}, out, threads=1)
     return gen, out, (x[250:], crops[250:])
 
@@ -60,7 +60,11 @@ def test_manifest_records_weights_training_and_hardware(built):
 
 
 def test_tampered_or_missing_weights_are_refused(built, tmp_path):
-    _, out, _ = built
+    import shutil
+
+    out = tmp_path / "gen.pt"
+    shutil.copy(built[1], out)
+    shutil.copy(generator.manifest_path(built[1]), generator.manifest_path(out))
     data = bytearray(out.read_bytes())
     data[-10] ^= 0xFF
     out.write_bytes(bytes(data))
