@@ -16,7 +16,7 @@ from latticelock.tools.forensics import surrogates as S
 from latticelock.tools.forensics.dictionary import dictionary_attack, kmeans_centroids
 from latticelock.tools.forensics.lattice_attack import lattice_attack
 from latticelock.tools.forensics.pipe import train_pipe
-from latticelock.tools.forensics.protocol import normalise
+from latticelock.tools.embeddings import normalise
 
 DIM = 512
 

@@ -4,23 +4,27 @@ synthetic data; the CLI's steal / inspect / report commands end to end."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from latticelock.kernels.projection import fit_projection
 from latticelock.tools.cli import main
+from latticelock.tools.embeddings import EmbeddingsFile, normalise
 from latticelock.tools.forensics import protocol as P
+from latticelock.tools.forensics.figures import write_plots
 from latticelock.tools.forensics.inverse import MLPInverse, RidgeInverse
-from latticelock.tools.forensics.report import ReportConfig, format_report, run_report, write_json, write_plots
+from latticelock.tools.forensics.report import ReportConfig, run_report, write_json
+from latticelock.tools.forensics.tables import format_report
 
 from test_forensics_attacks import synthetic_faces
 
 
-def _faceset(identities: int = 150, per: int = 3) -> P.FaceSet:
+def _faceset(identities: int = 150, per: int = 3) -> EmbeddingsFile:
     x, labels = synthetic_faces(identities, per=per, spread=0.3)
     files = np.array([f"{name}/{name}_{i % per + 1:04d}.jpg" for i, name in enumerate(labels)])
-    return P.FaceSet(x, labels, files)
+    return EmbeddingsFile(x, labels, files, (), (), {}, Path("synthetic.npz"), "")
 
 
 def test_split_is_disjoint_by_identity_and_uses_two_images_per_victim():
@@ -44,7 +48,7 @@ def test_tau_hits_the_target_fpr_on_public_impostors():
 def test_random_guess_baseline_counts_per_guess_and_any():
     public = np.eye(4, dtype=np.float32)
     targets = np.array([[1, 0, 0, 0], [0.6, 0.8, 0, 0], [0, 0, 0, -1]], dtype=np.float32)
-    base = P.random_guess_baseline(public, targets, tau=0.95, guesses=4, repeats=2)
+    base = P.random_guess_baseline(public, np.array(["a", "b", "c", "d"]), targets, tau=0.95, guesses=4, repeats=2)
     # guess e1 matches targets 0 and 1, e2 matches target 1: 3 hits of 12 pairs; 2 of 3 victims hit
     assert base.per_guess_mean == pytest.approx(3 / 12)
     assert base.any_mean == pytest.approx(2 / 3) and base.any_std == 0
@@ -57,9 +61,9 @@ def test_inverse_models_learn_a_linear_map(model):
     rng = np.random.default_rng(0)
     W = rng.normal(size=(20, 8))
     x = rng.normal(size=(600, 20))
-    y = P.normalise(x @ W)
+    y = normalise(x @ W)
     fitted = model.fit(x[:500], y[:500])
-    cos = np.sum(P.normalise(fitted.predict(x[500:])) * y[500:], axis=1)
+    cos = np.sum(normalise(fitted.predict(x[500:])) * y[500:], axis=1)
     assert np.mean(cos) > 0.9
 
 
@@ -87,8 +91,13 @@ def test_report_json_schema_and_plots(small_report, tmp_path):
     assert ("l2fe-facenet-m32", "lattice", "unlock") in attacks
     assert ("-", "random-guess (any of 40)", "enrolled") in attacks
     assert 0 < data["threshold"]["tau"] < 2
+    modes = {(r["parameter_set"], r.get("mode")) for r in data["rows"] if r["attack"] == "pipe"}
+    assert {("mrp-facenet-k128", "full"), ("mrp-facenet-k128", "partial"), ("l2fe-facenet-m32", "plain")} <= modes
+    assert {a["scheme"] for a in data["accuracy"]} == {"unprotected", "mrp", "l2fe-hash"}
+    assert {t["threat_model"] for t in data["threat_models"]} == {"flash only"}
     text = format_report(small_report)
-    assert "Table III-style" in text and "Table X-style" in text
+    assert "Table IV: MRP" in text and "Table X: L2FE-Hash" in text and "Table XII: Accuracy" in text
+    assert "Ours: lattice" in text and "[not in the paper]" in text
     plots = write_plots(small_report, tmp_path / "plots")
     assert [p.name for p in plots] == ["asr_vs_guesses.png", "lattice_asr_vs_evaluations.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
@@ -115,8 +124,21 @@ def test_cli_steal_inspect_report(tmp_path, capsys):
              failures=np.array([], dtype=str))
     code = main(["forensics", "report", "--embeddings", str(tmp_path / "e.npz"), "--pairs", str(tmp_path / "none.txt"),
                  "--schemes", "unprotected", "--guesses", "20", "--repeats", "2", "--kmeans", "3",
-                 "--train-faces", "50", "--attack-victims", "5", "--quiet", "--json", str(tmp_path / "r.json")])
+                 "--train-faces", "50", "--attack-victims", "5", "--no-image", "--quiet", "--json", str(tmp_path / "r.json")])
     assert code == 0
     assert json.loads((tmp_path / "r.json").read_text())["rows"]
     assert main(["forensics", "inspect", str(tmp_path / "missing.img")]) == 2
     assert "latticelock: error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["report", "--no-image"], ["fleet", "--devices", "2", "--users", "1"], ["generator"]])
+def test_truncated_or_foreign_embeddings_are_one_line_errors(tmp_path, capsys, command):
+    faces = _faceset(20)
+    np.savez(tmp_path / "e.npz", embeddings=faces.embeddings, labels=faces.labels, files=faces.files)
+    blob = (tmp_path / "e.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(blob[: len(blob) // 2])
+    np.savez(tmp_path / "foreign.npz", weights=np.zeros(3))
+    for bad in ("cut.npz", "foreign.npz"):
+        code = main(["forensics", *command, "--embeddings", str(tmp_path / bad), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("latticelock: error:") and err.count("\n") == 1 and "Traceback" not in err

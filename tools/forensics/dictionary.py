@@ -13,7 +13,7 @@ def kmeans_centroids(public: np.ndarray, k: int, seed: int = 0, attempts: int = 
     """k centroids of the public embeddings (OpenCV's k-means++), re-normalised onto the sphere."""
     import cv2
 
-    from latticelock.tools.forensics.protocol import normalise
+    from latticelock.tools.embeddings import normalise
 
     data = np.ascontiguousarray(public, dtype=np.float32)
     k = min(k, len(data))

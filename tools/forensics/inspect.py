@@ -18,7 +18,8 @@ class InspectedUser:
     parameter_set: str
     record_bytes: int
     fields: dict[str, str]  # field name -> shape/size, e.g. "int64[48]" or "32 B"
-    leaks_face: bool  # True when the record alone yields the face (unprotected, MRP, Facial-FE)
+    leaks_face: bool  # the project's attacks recover the face from the record alone (kernels.families)
+    why: str
     file: str
     record: object = field(repr=False, compare=False)
 
@@ -63,10 +64,10 @@ def inspect_dump(image: DumpImage, name: str) -> InspectReport:
                 seen.add(rel)
                 try:
                     record = user.record()
+                    info = describe_record(record)
                 except KernelsError as exc:
                     corrupt.append((rel, f"user {user.name!r}: record rejected: {exc}"))
                     continue
-                info = describe_record(record)
                 users.append(
                     InspectedUser(
                         user=user.name,
@@ -75,6 +76,7 @@ def inspect_dump(image: DumpImage, name: str) -> InspectReport:
                         record_bytes=len(user.record_bytes),
                         fields=info.fields,
                         leaks_face=info.leaks_face,
+                        why=info.why,
                         file=rel,
                         record=record,
                     )
@@ -92,7 +94,9 @@ def format_report(report: InspectReport) -> str:
     for u in report.users:
         fields = ", ".join(f"{k}={v}" for k, v in u.fields.items())
         lines.append(f"{u.user:<24} {u.scheme:<20} {u.parameter_set:<22} {u.record_bytes:>7}  {fields}")
-    lines.append(f"{len(report.users)} records parsed; {sum(u.leaks_face for u in report.users)} leak the face outright")
+    lines.append(f"{len(report.users)} records parsed; {sum(u.leaks_face for u in report.users)} leak the face to a flash thief")
+    for scheme, why in sorted({(u.scheme, u.why) for u in report.users if u.leaks_face}):
+        lines.append(f"  {scheme}: {why}")
     for path, why in report.corrupt:
         lines.append(f"corrupt: {path}: {why}")
     if report.other_files:

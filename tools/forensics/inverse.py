@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from latticelock.tools.errors import ToolsError
-from latticelock.tools.forensics.protocol import normalise
+from latticelock.tools.embeddings import normalise
 
 
 @dataclass

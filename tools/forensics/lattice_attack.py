@@ -78,24 +78,26 @@ def attack_with_verifier(target: LatticeTarget, points, check, budget: int) -> H
     return Hit(-1, evaluations, None, None)
 
 
-def public_target(scheme, record, bkz_block: int | None = None) -> LatticeTarget:
+def public_target(rep, record, bkz_block: int | None = None) -> LatticeTarget:
     """What the thief computes from the record alone; `bkz_block` above the device's reduces the
     basis harder (fpylll), which only speeds the enumeration up (the lattice points are the same)."""
     from latticelock.kernels.hazmat.lattice import reduced_basis_for
 
-    lattice = scheme.public_lattice(record)
+    lattice = rep.public_lattice(record)
     basis = lattice.basis
-    p = scheme.params
+    p = rep.params
     if bkz_block is not None and bkz_block != p.bkz_block:
         basis = reduced_basis_for(record["seed"], p.m, p.n, p.q, min(bkz_block, p.m))
     return LatticeTarget(lattice.c, basis, lattice.solver)
 
 
-def lattice_attack(scheme, record, centres_e: np.ndarray, radius: float, budget: int, bkz_block: int | None = None) -> Hit:
+def lattice_attack(rep, record, centres_e: np.ndarray, radius: float, budget: int, bkz_block: int | None = None,
+                   label: bytes = b"") -> Hit:
     """The whole attack on one record: candidates near c - e_g for each centre e_g (int[m], scaled
-    and projected like e), each tested against the stored verifier by `scheme.check_secret`."""
+    and projected like e), each tested against the stored verifier under the record's `label` (the
+    user name the device bound it to, which the store keeps in the clear) by `rep.check_secret`."""
     from latticelock.kernels.hazmat.cvp import enumerate_within
 
-    target = public_target(scheme, record, bkz_block)
+    target = public_target(rep, record, bkz_block)
     points = candidate_points(target, centres_e, radius, budget, enumerate_within)
-    return attack_with_verifier(target, points, lambda s: scheme.check_secret(record, s) is not None, budget)
+    return attack_with_verifier(target, points, lambda s: rep.check_secret(record, s, label) is not None, budget)

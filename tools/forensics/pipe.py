@@ -15,33 +15,38 @@ import numpy as np
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.forensics import surrogates as S
 from latticelock.tools.forensics.inverse import MLPInverse, RidgeInverse
-from latticelock.tools.forensics.protocol import normalise
+from latticelock.tools.embeddings import normalise
 
 MODELS = ("ridge", "mlp")
+# What the thief holds of the record: "full" (everything stored) or, for MRP, "partial" (v only: the
+# projection R kept elsewhere, the paper's "Partial" column).
+LEAKAGE = {"unprotected": ("full",), "mrp": ("full", "partial"), "facial-fe": ("full",), "l2fe-hash": ("plain",)}
 
 
 def family(scheme_id: str) -> str:
-    if scheme_id.startswith("l2fe"):
-        return "l2fe"
-    if scheme_id in ("unprotected", "mrp", "facial-fe"):
-        return scheme_id
-    raise ToolsError(f"no attack is defined for scheme {scheme_id!r}")
+    """The record's family id (`latticelock.kernels.families`); ToolsError where no attack is defined."""
+    if scheme_id not in LEAKAGE:
+        raise ToolsError(f"no attack is defined for scheme {scheme_id!r}")
+    return scheme_id
 
 
-def surrogate(scheme, record) -> np.ndarray:
-    """PIPE step 1 for one record."""
+def surrogate(scheme, record, leakage: str | None = None) -> np.ndarray:
+    """PIPE step 1 for one record, from what `leakage` says the thief holds (default: all of it)."""
     kind = family(record.scheme_id)
+    leakage = leakage or LEAKAGE[kind][0]
+    if leakage not in LEAKAGE[kind]:
+        raise ToolsError(f"{kind} records have no {leakage!r} leakage; choose {', '.join(LEAKAGE[kind])}")
     if kind == "unprotected":
         return S.unprotected_embedding(record)
     if kind == "mrp":
-        return S.mrp_pinv(record)
+        return S.mrp_pinv(record) if leakage == "full" else S.mrp_projection(record)
     if kind == "facial-fe":
         return S.facial_fe_helper(record, scheme.scale)
     return S.l2fe_surrogate(record, scheme.params)
 
 
-def surrogates(scheme, records) -> np.ndarray:
-    return np.stack([surrogate(scheme, r) for r in records])
+def surrogates(scheme, records, leakage: str | None = None) -> np.ndarray:
+    return np.stack([surrogate(scheme, r, leakage) for r in records])
 
 
 @dataclass
@@ -55,13 +60,13 @@ class PipeModel:
         return normalise(self.model.predict(surr))
 
 
-def train_pipe(scheme, public: np.ndarray, model: str = "ridge", seed: int = 0) -> PipeModel:
-    """Enrol each public face under `scheme` (the attacker runs the public Gen), take its surrogate,
-    and fit surrogate -> embedding."""
+def train_pipe(scheme, public: np.ndarray, model: str = "ridge", seed: int = 0, leakage: str | None = None) -> PipeModel:
+    """Enrol each public face under `scheme` (the attacker runs the public Gen), take its surrogate
+    as `leakage` allows, and fit surrogate -> embedding."""
     if model not in MODELS:
         raise ToolsError(f"unknown inverse model {model!r}; choose one of {', '.join(MODELS)}")
     start = time.perf_counter()
-    x = np.stack([surrogate(scheme, scheme.enroll(face)) for face in public])
+    x = np.stack([surrogate(scheme, scheme.enroll(face), leakage) for face in public])
     fitted = RidgeInverse().fit(x, public, seed=seed) if model == "ridge" else MLPInverse(seed=seed).fit(x, public)
     return PipeModel(fitted, model, len(public), time.perf_counter() - start)
 

@@ -12,38 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from latticelock.tools.embeddings import EmbeddingsFile, normalise
 from latticelock.tools.errors import ToolsError
-from latticelock.tools.eval_lfw import parse_pair
 
 PAPER_TAU = 1.103  # the paper's threshold on normalised FaceNet embeddings (FPR about 0.8%)
 DEFAULT_TARGET_FPR = 0.008
-
-
-@dataclass(frozen=True)
-class FaceSet:
-    embeddings: np.ndarray  # float32 [N, 512], L2-normalised rows
-    labels: np.ndarray  # str [N], identity
-    files: np.ndarray  # str [N]
-
-
-def load_embeddings(path: str | Path) -> FaceSet:
-    """Read an embeddings file written by `latticelock eval embed`."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            emb = np.asarray(data["embeddings"], dtype=np.float32)
-            labels = np.asarray(data["labels"]).astype(str)
-            files = np.asarray(data["files"]).astype(str)
-    except (OSError, KeyError, ValueError) as exc:
-        raise ToolsError(f"cannot read embeddings file {path}: {exc}") from exc
-    if emb.ndim != 2 or len(emb) != len(labels) or len(emb) != len(files):
-        raise ToolsError(f"{path}: embeddings, labels and files disagree in length")
-    return FaceSet(normalise(emb), labels, files)
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 @dataclass(frozen=True)
@@ -55,10 +28,11 @@ class Split:
     victim_labels: np.ndarray  # str [V]
     enrolled: np.ndarray  # float32 [V, 512]: the image each victim enrolled with
     other: np.ndarray  # float32 [V, 512]: another image of the same victim
+    enrolled_files: np.ndarray  # str [V]: the enrolled image, relative to the dataset folder (face grids)
 
 
 def split_identities(
-    faces: FaceSet,
+    faces: EmbeddingsFile,
     victim_fraction: float = 0.5,
     max_victims: int | None = None,
     eligible: set[str] | None = None,
@@ -95,6 +69,7 @@ def split_identities(
         victim_labels=np.array(vlabels),
         enrolled=faces.embeddings[np.array(enrolled)],
         other=faces.embeddings[np.array(other)],
+        enrolled_files=faces.files[np.array(enrolled)],
     )
 
 
@@ -110,16 +85,20 @@ class Threshold:
 
 
 def pair_identities(pairs_file: str | Path) -> set[str]:
-    """Every identity named in an LFW View 2 pairs file."""
-    names: set[str] = set()
+    """Every identity named in an LFW View 2 pairs file, lines parsed by `latticelock.tools.pairs`.
+    Unlike `pairs.read_pairs` it does not check the fold counts: it only keeps victims out of the
+    attacker's data, and a line it cannot parse names nobody."""
+    from latticelock.tools.pairs import parse_pair
+
     try:
         lines = Path(pairs_file).read_text().splitlines()[1:]
-    except OSError as exc:
-        raise ToolsError(f"cannot read pairs file {pairs_file}: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ToolsError(f"cannot read pairs file {pairs_file}: {exc}") from None
+    names: set[str] = set()
     for line in lines:
         try:
             first, second, _ = parse_pair(line.split())
-        except ValueError:  # blank or malformed lines name nobody
+        except ValueError:
             continue
         names.update((first.split("/")[0], second.split("/")[0]))
     return names
@@ -189,15 +168,20 @@ class Baseline:
 
 
 def random_guess_baseline(
-    public: np.ndarray, targets: np.ndarray, tau: float, guesses: int = 1000, repeats: int = 10, seed: int = 2
+    public: np.ndarray, public_labels: np.ndarray, targets: np.ndarray, tau: float, guesses: int = 1000,
+    repeats: int = 10, seed: int = 2,
 ) -> Baseline:
-    """Guesses are random public faces. Per guess: the fraction of (guess, victim) pairs within tau
-    (the paper's figure); any: the fraction of victims matched by at least one of the guesses."""
+    """The paper's protocol: each repeat guesses one random image of each of `guesses` distinct
+    random public identities. Per guess: the fraction of (guess, victim) pairs within tau (the
+    paper's figure); any: the fraction of victims matched by at least one of the guesses."""
     rng = np.random.default_rng(seed)
+    names, inverse = np.unique(public_labels, return_inverse=True)
+    by_name = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
     per, anyrate, curves = [], [], []
     t = targets.astype(np.float32)
+    count = min(guesses, len(names))
     for _ in range(repeats):
-        pick = rng.choice(len(public), size=min(guesses, len(public)), replace=False)
+        pick = np.array([rng.choice(by_name[i]) for i in rng.choice(len(names), size=count, replace=False)])
         d = np.sqrt(np.maximum(np.sum(public[pick] ** 2, 1)[:, None] + np.sum(t**2, 1)[None, :] - 2 * public[pick] @ t.T, 0))
         hit = d <= tau  # [G, V]
         per.append(hit.mean())
@@ -205,7 +189,7 @@ def random_guess_baseline(
         curves.append(np.array([(first < g).mean() for g in range(1, len(pick) + 1)]))
         anyrate.append(hit.any(0).mean())
     return Baseline(
-        guesses=len(pick),
+        guesses=count,
         repeats=repeats,
         per_guess_mean=float(np.mean(per)),
         per_guess_std=float(np.std(per)),

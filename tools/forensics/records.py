@@ -1,12 +1,9 @@
-"""What a thief sees in one stolen record, with no secret: scheme, parameter set, field sizes."""
+"""What a thief sees in one stolen record, with no secret: scheme, parameter set, field sizes, and
+whether the project's attacks recover the face from it (`latticelock.kernels.families`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-# Schemes whose record alone yields the face (directly, or up to a codeword / a known linear map).
-FACE_LEAKING_SCHEMES = ("unprotected", "mrp", "facial-fe")
-
 
 @dataclass(frozen=True)
 class RecordInfo:
@@ -14,9 +11,12 @@ class RecordInfo:
     parameter_set: str
     fields: dict[str, str]
     leaks_face: bool
+    why: str  # the measured reason, from the scheme's family
 
 
 def describe_record(record) -> RecordInfo:
+    from latticelock.kernels.families import family
+
     described = record.describe()
     fields = {}
     for name, info in described["fields"].items():
@@ -29,5 +29,6 @@ def describe_record(record) -> RecordInfo:
         scheme=described["scheme"],
         parameter_set=described["parameter_set"],
         fields=fields,
-        leaks_face=described["scheme"] in FACE_LEAKING_SCHEMES,
+        leaks_face=family(described["scheme"]).flash_thief_gets_face,
+        why=family(described["scheme"]).why,
     )

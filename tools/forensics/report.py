@@ -10,11 +10,16 @@ Attacks (rows of the report):
   conditional mean under a public Gaussian prior; Facial-FE: the E8 codeword nearest the mean face);
 - dictionary / dictionary-kmeans: public faces / k-means centroids through the scheme's own verify;
 - lattice (L2FE-Hash): lattice points near c - (projected mean face, then centroids), each secret
-  candidate tested against the stored verifier.
+  candidate tested against the stored verifier;
+- pipe-image (with a generator): PIPE's recovered embedding (and, ours, the lattice attack's) drawn
+  as a face and embedded again with FaceNet (`pipe_image`), per scheme and leakage mode.
 
 Test sets: "enrolled" (the attack's embedding within tau of the image the victim enrolled with),
 "other-image" (within tau of a different image of the victim: what a face-recognition system that
 never saw the enrolment photo would accept), "unlock" (the scheme's own verification releases the key).
+
+Presentation lives beside it: `tables` (the paper's tables by name, and ours), `figures` (ASR plots
+and face grids), `html` (the one self-contained page).
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from latticelock.tools.embeddings import normalise
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.forensics import protocol as P
 from latticelock.tools.forensics.dictionary import dictionary_attack, kmeans_centroids
-from latticelock.tools.forensics.pipe import algebraic, family, surrogates, train_pipe
+from latticelock.tools.forensics.pipe import LEAKAGE, algebraic, family, surrogates, train_pipe
 from latticelock.tools.forensics.surrogates import FacePrior
 
 DEFAULT_SCHEMES = ("unprotected", "mrp", "facial-fe", "l2fe-facenet-m32", "l2fe-facenet-m48", "l2fe-facenet-m64")
@@ -52,6 +58,8 @@ class ReportConfig:
     lattice_radius: float = 2.5  # enumeration radius, in units of the set's decoding radius
     lattice_bkz: int | None = None  # None: the device's block size
     device_kdf_victims: int = 3  # victims also attacked with records at the device's full Argon2id cost
+    image_victims: int = 200  # victims (of the attack victims) whose recovered embeddings are drawn and re-embedded
+    grid_victims: int = 6  # the fixed sample shown in the face grids
     backend: str = "auto"
     seed: int = 0
 
@@ -65,11 +73,21 @@ class Report:
     rows: list[dict] = field(default_factory=list)
     costs: list[dict] = field(default_factory=list)
     curves: dict = field(default_factory=dict)
+    image_rows: list[dict] = field(default_factory=list)  # pipe-image: one row per scheme and mode
+    accuracy: list[dict] = field(default_factory=list)  # TPR / FPR of each scheme on the victims
+    threat_models: list[dict] = field(default_factory=list)  # what each threat model yields, per scheme family
+    generator: dict | None = None  # the manifest of the generator behind `image_rows`, without its identity list
+    provenance: dict = field(default_factory=dict)  # command, versions, hardware
+    fleet: dict | None = None  # a `forensics fleet` summary, when one is attached
     notes: list[str] = field(default_factory=list)
     runtime_s: float = 0.0
+    # Face grids (victims' photos and reconstructions): pictures only, in memory, never in the JSON.
+    grids: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        del data["grids"]
+        return data
 
 
 def _row(scheme: str, parameter_set: str, attack: str, test_set: str, hits: np.ndarray, guesses: int, **extra) -> dict:
@@ -137,15 +155,18 @@ def _timed_kdf(scheme_name: str) -> float:
     return float(np.median(times))
 
 
-def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None = None, workdir: Path | None = None,
-               progress: bool = True, projection=None) -> Report:
-    """Run every attack of `config` on `faces`; victims are drawn from `eligible` identities when given.
-    Limits numpy's OpenBLAS to one thread (see `blas`): many small products, measured much faster."""
+def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, workdir: Path | None = None,
+               progress: bool = True, projection=None, image_attack=None, dataset: Path | None = None) -> Report:
+    """Run every attack of `config` on `faces` (an `EmbeddingsFile`); victims are drawn from `eligible`
+    identities when given. With `image_attack` (`pipe_image.ImageAttack`) the recovered embeddings are
+    also drawn as faces and scored again; `dataset` (the images' folder) adds the victims' photos to
+    the face grids. Limits numpy's OpenBLAS to one thread (see `blas`): many small products, measured
+    much faster."""
     import tempfile
 
-    from latticelock.tools.forensics.blas import limit_blas_threads
-
     from tqdm import tqdm
+
+    from latticelock.tools.forensics.blas import limit_blas_threads
 
     limit_blas_threads(1)
 
@@ -158,8 +179,9 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
     V = len(split.enrolled)
     n_attack = min(cfg.attack_victims, V)
     attack_idx = np.sort(rng.choice(V, n_attack, replace=False))
-    base_e = P.random_guess_baseline(split.public, split.enrolled, tau, cfg.guesses, cfg.repeats, cfg.seed + 1)
-    base_o = P.random_guess_baseline(split.public, split.other, tau, cfg.guesses, cfg.repeats, cfg.seed + 1)
+    image_idx = attack_idx[: cfg.image_victims]
+    base_e = P.random_guess_baseline(split.public, split.public_labels, split.enrolled, tau, cfg.guesses, cfg.repeats, cfg.seed + 1)
+    base_o = P.random_guess_baseline(split.public, split.public_labels, split.other, tau, cfg.guesses, cfg.repeats, cfg.seed + 1)
     report = Report(
         config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         data={"faces": int(len(faces.embeddings)), "identities": int(len(np.unique(faces.labels))),
@@ -169,7 +191,8 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
               "decoder_backend": _decoder_backend(cfg.backend)},
         threshold={**asdict(thr), "paper_tau": P.PAPER_TAU},
         baseline={"enrolled": {k: v for k, v in asdict(base_e).items() if k != "any_curve"},
-                  "other-image": {k: v for k, v in asdict(base_o).items() if k != "any_curve"}},
+                  "other-image": {k: v for k, v in asdict(base_o).items() if k != "any_curve"},
+                  "protocol": f"each repeat: one random image of each of {base_e.guesses} distinct public identities"},
     )
     report.curves["random-guess any (enrolled)"] = base_e.any_curve.tolist()
     for test_set, base in (("enrolled", base_e), ("other-image", base_o)):
@@ -180,7 +203,7 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
                             "guesses": base.guesses})
 
     prior = FacePrior.fit(split.public)
-    mean_face = P.normalise(prior.mean[None, :])[0]
+    mean_face = normalise(prior.mean[None, :])[0]
     # the single guess every attacker starts from, and what an inverse that learns nothing outputs
     for test_set, targets in (("enrolled", split.enrolled), ("other-image", split.other)):
         hits = P.success(np.repeat(mean_face[None, :], V, axis=0), targets, tau)
@@ -188,6 +211,7 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
     centroids = kmeans_centroids(split.public, cfg.kmeans, cfg.seed)
     dictionary = split.public[rng.choice(len(split.public), min(cfg.guesses, len(split.public)), replace=False)]
     train = split.public[rng.choice(len(split.public), min(cfg.train_faces, len(split.public)), replace=False)]
+    images = _ImageRows(report, image_attack, split, image_idx, tau, cfg, dataset, faces)
 
     with tempfile.TemporaryDirectory(prefix="latticelock-report-", dir=workdir) as tmp:
         for name in cfg.schemes:
@@ -197,20 +221,24 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
             store_dir = Path(tmp) / pset
             store_dir.mkdir()
             records = steal_records(scheme, split.enrolled, split.victim_labels, store_dir)
+            report.accuracy.append(_accuracy(scheme, records, split, attack_idx))
 
-            # PIPE
-            model = train_pipe(scheme, train, cfg.model, cfg.seed)
-            predicted = model.predict(surrogates(scheme, records))
-            extra = {"model": model.name, "train_faces": model.train_pairs, "train_s": round(model.train_seconds, 2)}
-            for test_set, targets in (("enrolled", split.enrolled), ("other-image", split.other)):
-                report.rows.append(_row(sid, pset, "pipe", test_set, P.success(predicted, targets, tau), 1, **extra))
-            unlocked = [scheme.verify(records[i], predicted[i]) is not None for i in attack_idx]
-            report.rows.append(_row(sid, pset, "pipe", "unlock", unlocked, 1, **extra))
+            # PIPE, once per leakage mode (MRP: full, and partial with R kept from the thief)
+            for mode in LEAKAGE[kind]:
+                model = train_pipe(scheme, train, cfg.model, cfg.seed, leakage=mode)
+                predicted = model.predict(surrogates(scheme, records, leakage=mode))
+                extra = {"model": model.name, "train_faces": model.train_pairs, "train_s": round(model.train_seconds, 2),
+                         "mode": mode}
+                for test_set, targets in (("enrolled", split.enrolled), ("other-image", split.other)):
+                    report.rows.append(_row(sid, pset, "pipe", test_set, P.success(predicted, targets, tau), 1, **extra))
+                unlocked = [scheme.verify(records[i], predicted[i]) is not None for i in attack_idx]
+                report.rows.append(_row(sid, pset, "pipe", "unlock", unlocked, 1, **extra))
+                images.add(sid, pset, mode, predicted[image_idx], "paper's PIPE: surrogate, then the " + model.name + " inverse")
 
             # algebraic
             recovered = [algebraic(scheme, r, prior) for r in records]
             if recovered[0] is not None:
-                rec = P.normalise(np.stack(recovered))
+                rec = normalise(np.stack(recovered))
                 for test_set, targets in (("enrolled", split.enrolled), ("other-image", split.other)):
                     report.rows.append(_row(sid, pset, "algebraic", test_set, P.success(rec, targets, tau), 1,
                                             median_l2_to_enrolled=float(np.median(np.linalg.norm(rec - split.enrolled, axis=1)))))
@@ -232,15 +260,98 @@ def run_report(faces: P.FaceSet, config: ReportConfig, eligible: set[str] | None
                                      "guesses_per_s": result.guesses_per_second,
                                      "s_per_guess": 1.0 / result.guesses_per_second,
                                      "verifications": result.guesses_tried, "seconds": result.seconds,
-                                     "note": "records made with the evaluation Argon2id cost" if kind == "l2fe" else ""})
+                                     "note": "records made with the evaluation Argon2id cost" if kind == "l2fe-hash" else ""})
 
-            if kind == "l2fe":
-                _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, centroids, tau, cfg, progress, projection)
+            if kind == "l2fe-hash":
+                lattice = _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, centroids, tau, cfg,
+                                        progress, projection)
+                # ours: the lattice attack's recovered embedding, drawn as a face
+                images.add(sid, pset, "plain", lattice[: len(image_idx)], "ours: lattice attack, then the generator",
+                           attack="lattice-image")
+    report.threat_models = threat_models(report)
     report.runtime_s = time.perf_counter() - started
     return report
 
 
-def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, centroids, tau, cfg, progress, projection) -> None:
+def _accuracy(scheme, records: list, split: P.Split, idx: np.ndarray) -> dict:
+    """The scheme's own decisions on the attack victims (Table XII's columns): TPR with another image of
+    the victim, FPR with another victim's other image (the next victim in order)."""
+    genuine = [scheme.verify(records[i], split.other[i]) is not None for i in idx]
+    impostor = [scheme.verify(records[i], split.other[j]) is not None for i, j in zip(idx, np.roll(idx, 1))]
+    return {"scheme": scheme.scheme_id, "parameter_set": scheme.parameter_set, "tpr": float(np.mean(genuine)),
+            "fpr": float(np.mean(impostor)), "genuine_pairs": len(genuine), "impostor_pairs": len(impostor)}
+
+
+class _ImageRows:
+    """Collects the image-space rows and the face grids as the report's attacks produce embeddings."""
+
+    def __init__(self, report: Report, attack, split: P.Split, idx: np.ndarray, tau: float, cfg: ReportConfig,
+                 dataset: Path | None, faces) -> None:
+        self.report, self.attack, self.split, self.idx, self.tau = report, attack, split, idx, tau
+        self.sample = idx[: cfg.grid_victims]
+        self.photos = None
+        if attack is None:
+            return
+        report.generator = {k: v for k, v in attack.generator.manifest.items() if k != "training"}
+        report.generator["training"] = {k: v for k, v in attack.generator.manifest["training"].items() if k != "identities"}
+        report.generator["training"]["identity_count"] = len(attack.generator.identities)
+        report.generator["description"] = attack.generator.describe()
+        seen = attack.generator.identities & set(split.victim_labels.tolist())
+        if seen:
+            raise ToolsError(f"the face generator was trained on {len(seen)} victim identities (e.g. {sorted(seen)[0]!r}): "
+                             "rebuild it on this split's public identities")
+        if dataset is not None:
+            from latticelock.tools.forensics.crops import photos
+
+            size = attack.generator.manifest["size"]
+            self.photos = photos(dataset, [str(f) for f in split.enrolled_files[self.sample]], faces.config, size)
+
+    def add(self, scheme: str, pset: str, mode: str, recovered: np.ndarray, how: str, attack: str | None = None) -> None:
+        if self.attack is None:
+            return
+        from latticelock.tools.forensics import pipe_image
+
+        result = self.attack.reconstruct(normalise(recovered), self.split.enrolled[self.idx], self.split.other[self.idx])
+        row = pipe_image.row(scheme, pset, mode, result, self.tau, self.attack.generator.manifest["architecture"], how=how)
+        if attack is not None:
+            row["attack"] = attack
+        self.report.image_rows.append(row)
+        n = len(self.sample)
+        self.report.grids[f"{row['attack']} {pset} {mode}"] = {
+            "victims": [str(v) for v in self.split.victim_labels[self.sample]],
+            "photos": self.photos or [None] * n,
+            "reconstructions": list(result.images[:n]),
+            "distances": result.to_enrolled[:n].tolist(),
+            "tau": self.tau,
+        }
+
+
+def threat_models(report: Report) -> list[dict]:
+    """What a thief holding only the flash gets, per scheme measured: the face (best ASR of any attack
+    on the enrolled image, image space where measured) and the key (best unlock rate). Rows for other
+    threat models (device in hand, microcontroller secrets extracted) are appended by the schemes that
+    have them: same keys, another `threat_model`."""
+    from latticelock.kernels.families import family as scheme_family
+
+    rows = []
+    for scheme in dict.fromkeys(r["scheme"] for r in report.rows if r["scheme"] != "any"):
+        mine = [r for r in report.rows if r["scheme"] == scheme and not r.get("not_applicable")]
+        face = [r for r in mine if r["test_set"] == "enrolled"] + [r for r in report.image_rows if r["scheme"] == scheme]
+        key = [r for r in mine if r["test_set"] == "unlock"]
+        best_face = max(face, key=lambda r: r["asr"], default=None)
+        best_key = max(key, key=lambda r: r["asr"], default=None)
+        rows.append({"family": scheme_family(scheme).title, "scheme": scheme, "threat_model": "flash only",
+                     "face_asr": best_face["asr"] if best_face else None,
+                     "face_by": f"{best_face['attack']} ({best_face['parameter_set']})" if best_face else None,
+                     "key_asr": best_key["asr"] if best_key else None,
+                     "key_by": f"{best_key['attack']} ({best_key['parameter_set']})" if best_key else None,
+                     "why": scheme_family(scheme).why})
+    return rows
+
+
+def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, centroids, tau, cfg, progress,
+                  projection) -> np.ndarray:
+    """The lattice attack's rows and costs; returns its recovered embeddings, one per attack victim."""
     from tqdm import tqdm
 
     from latticelock.kernels.hazmat.rep import preprocess
@@ -256,7 +367,7 @@ def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, c
     start = time.perf_counter()
     bar = tqdm(total=len(attack_idx), desc=f"lattice {p.name}", disable=not progress, mininterval=2.0)
     for j, i in enumerate(attack_idx):
-        hit = lattice_attack(scheme, records[i], centres_e, radius, cfg.lattice_budget, cfg.lattice_bkz)
+        hit = lattice_attack(scheme, records[i], centres_e, radius, cfg.lattice_budget, cfg.lattice_bkz, scheme.label)
         evaluations.append(hit.evaluations if hit.s is not None else -1)
         exact.append(hit.e is not None and np.array_equal(np.mod(hit.e, p.q), np.mod(truth[j], p.q)))
         # back to embedding space: x = mean + P^T (e / scale), on the sphere
@@ -276,7 +387,7 @@ def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, c
              "exact_e_recovered": float(np.mean(exact)), "device_kdf_s": round(kdf_s, 4),
              "device_kdf_total_s": round(spent * kdf_s, 1)}
     report.rows.append(_row(scheme.scheme_id, p.name, "lattice", "unlock", found, cfg.lattice_budget, **extra))
-    rec = P.normalise(np.stack(recovered))
+    rec = normalise(np.stack(recovered))
     for test_set, targets in (("enrolled", split.enrolled[attack_idx]), ("other-image", split.other[attack_idx])):
         report.rows.append(_row(scheme.scheme_id, p.name, "lattice", test_set, P.success(rec, targets, tau), cfg.lattice_budget))
     report.curves[f"lattice {p.name}"] = P.first_success_curve(np.where(found, evaluations - 1, -1),
@@ -287,6 +398,7 @@ def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, c
                          "note": f"evaluation-cost records; one device-cost Argon2id takes {kdf_s:.3f} s"})
     if cfg.device_kdf_victims:
         _device_cost_sample(report, name, split, centres_e, radius, attack_idx[: cfg.device_kdf_victims], cfg, projection)
+    return rec
 
 
 def _device_cost_sample(report, name, split, centres_e, radius, victims, cfg, projection) -> None:
@@ -297,7 +409,7 @@ def _device_cost_sample(report, name, split, centres_e, radius, victims, cfg, pr
     for i in victims:
         record = scheme.enroll(split.enrolled[i])
         start = time.perf_counter()
-        hit = lattice_attack(scheme, record, centres_e, radius, cfg.lattice_budget, cfg.lattice_bkz)
+        hit = lattice_attack(scheme, record, centres_e, radius, cfg.lattice_budget, cfg.lattice_bkz, scheme.label)
         report.costs.append({"scheme": scheme.scheme_id, "parameter_set": scheme.parameter_set,
                              "attack": "lattice (device Argon2id cost)", "victim": str(split.victim_labels[i]),
                              "recovered": hit.s is not None, "verifications": hit.evaluations,
@@ -305,114 +417,26 @@ def _device_cost_sample(report, name, split, centres_e, radius, victims, cfg, pr
                              "kdf": scheme.kdf.describe()})
 
 
-# --- presentation ------------------------------------------------------------------------------------
-
-
-def _pct(x) -> str:
-    return "   -  " if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:5.1f}%"
-
-
-def format_report(report: Report) -> str:
-    t = report.threshold
-    b = report.baseline
-    lines = [
-        f"data: {report.data}",
-        f"tau = {t['tau']:.4f} (paper: {t['paper_tau']}): {t['how']}; public FPR {t['fpr']:.4f}, "
-        f"public TPR {t['tpr']:.4f} on {t['genuine_pairs']} genuine pairs",
-        "",
-        "Table III-style: PIPE attack success rate (embedding-space inverse), with the random-guess baseline",
-        f"{'scheme':<24} {'enrolled':>9} {'other-image':>12} {'unlock':>8}",
-    ]
-    by = {(r["parameter_set"], r["attack"], r["test_set"]): r for r in report.rows}
-    psets = list(dict.fromkeys(r["parameter_set"] for r in report.rows if r["scheme"] != "any"))
-    for ps in psets:
-        cells = ["n/a" if by.get((ps, "pipe", ts), {}).get("not_applicable") else _pct(by.get((ps, "pipe", ts), {}).get("asr"))
-                 for ts in ("enrolled", "other-image", "unlock")]
-        lines.append(f"{ps:<24} {cells[0]:>9} {cells[1]:>12} {cells[2]:>8}")
-    for ts in ("enrolled", "other-image"):
-        lines.append(f"{'public mean face':<24} ({ts}) {_pct(by[('-', 'mean-face (1 guess)', ts)]['asr']).strip()}")
-    for ts in ("enrolled", "other-image"):
-        lines.append(f"{'random guess, per guess':<24} ({ts}) {100 * b[ts]['per_guess_mean']:.2f}% "
-                     f"+- {100 * b[ts]['per_guess_std']:.2f}%; any of {b[ts]['guesses']}: "
-                     f"{100 * b[ts]['any_mean']:.1f}% +- {100 * b[ts]['any_std']:.1f}% ({b[ts]['repeats']} repeats)")
-    lines += ["", "Table IV-style: every attack (ASR by test set; guesses = per victim)",
-              f"{'parameter set':<24} {'attack':<28} {'test set':<12} {'ASR':>7} {'guesses':>8} {'victims':>8}"]
-    for r in report.rows:
-        asr = "n/a" if r.get("not_applicable") else _pct(r["asr"])
-        lines.append(f"{r['parameter_set']:<24} {r['attack']:<28} {r['test_set']:<12} {asr:>7} "
-                     f"{r['guesses']:>8} {r['victims']:>8}")
-    lines += ["", "Table X-style: cost per guess",
-              f"{'parameter set':<24} {'attack':<32} {'guesses/s':>11} {'s/guess':>10} {'verif.':>8}  note"]
-    for c in report.costs:
-        gps = c.get("guesses_per_s")
-        spg = c.get("s_per_guess")
-        note = c.get("note", "")
-        if "victim" in c:
-            note = f"victim {c['victim']}: recovered={c['recovered']} in {c['seconds']:.1f} s, {c['kdf']}"
-        gps_s = "-" if gps is None else f"{gps:.1f}"
-        spg_s = "-" if spg is None else f"{spg:.2e}"
-        lines.append(f"{c['parameter_set']:<24} {c['attack']:<32} {gps_s:>11} {spg_s:>10} {c['verifications']:>8}  {note}")
-    lattice = [r for r in report.rows if r["attack"] == "lattice" and r["test_set"] == "unlock" and "kdf_evaluations" in r]
-    for r in lattice:
-        lines.append(f"lattice {r['parameter_set']}: {r['kdf_evaluations']} KDF evaluations in total for "
-                     f"{r['victims']} victims, exact e recovered for {_pct(r['exact_e_recovered']).strip()}; at the device's "
-                     f"Argon2id cost ({r['device_kdf_s']} s each) that is {r['device_kdf_total_s']} s")
-    lines += [f"note: {n}" for n in report.notes]
-    lines.append(f"runtime {report.runtime_s:.0f} s")
-    return "\n".join(lines)
-
-
-def write_plots(report: Report, directory: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    fig, ax = plt.subplots(figsize=(8, 5))
-    colours = {}
-    for label, curve in report.curves.items():
-        if label.startswith("lattice"):
-            continue
-        attack, _, pset = label.partition(" ")
-        if attack == "random-guess":
-            style = {"color": "black", "linewidth": 2}
-        else:
-            colours.setdefault(pset, f"C{len(colours) % 10}")
-            style = {"color": colours[pset], "linestyle": "--" if attack.endswith("kmeans") else "-"}
-        ax.plot(np.arange(1, len(curve) + 1), curve, label=label, **style)
-    written.append(_save_plot(
-        fig, ax, directory / "asr_vs_guesses.png", "guesses per victim", "attack success rate",
-        "Dictionary attacks and random guessing (ASR against guesses)", legend_size=7,
-    ))
-    lattice = {k: v for k, v in report.curves.items() if k.startswith("lattice")}
-    if lattice:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for label, curve in lattice.items():
-            ax.step(np.arange(1, len(curve) + 1), curve, where="post", label=label)
-        written.append(_save_plot(
-            fig, ax, directory / "lattice_asr_vs_evaluations.png", "verifier (Argon2id) evaluations per victim",
-            "attack success rate (key recovered)", "Lattice attack on L2FE-Hash records", legend_size=8,
-        ))
-    return written
-
-
-def _save_plot(fig, ax, path: Path, xlabel: str, ylabel: str, title: str, legend_size: int) -> Path:
-    """Label a log-x ASR plot the same way for every figure, write it as PNG and free it."""
-    import matplotlib.pyplot as plt
-
-    ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=legend_size)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def write_json(report: Report, path: Path) -> None:
-    path.write_text(json.dumps(report.to_json(), indent=1, default=float) + "\n")
+    """The report as JSON, atomically (`flags.write_json`); numpy scalars become plain numbers first."""
+    from latticelock.tools.flags import write_json as write
+
+    write(path, json.loads(json.dumps(report.to_json(), default=float)))
+
+
+def provenance(command: str) -> dict:
+    """The command and the versions and hardware behind a report (shown on its HTML page)."""
+    import importlib.metadata
+    import os
+    import platform
+
+    versions = {"python": platform.python_version()}
+    for package in ("latticelock", "numpy", "onnxruntime", "opencv-python-headless", "fpylll", "torch", "ray"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {"commands": [command], "versions": versions,
+            "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"}

@@ -48,6 +48,12 @@ def mrp_pinv(record) -> np.ndarray:
     return R.T @ np.linalg.solve(R @ R.T, v)
 
 
+def mrp_projection(record) -> np.ndarray:
+    """Partial leakage (R not stolen): only sqrt(k) v = R x, under a projection the thief never sees."""
+    v = np.asarray(record["v"], dtype=np.float64)
+    return v * np.sqrt(len(v))
+
+
 def mrp_conditional_mean(record, prior: FacePrior, ridge: float = 1e-6) -> np.ndarray:
     """Algebraic recovery with a public prior: E[x | R x = sqrt(k) v] for x ~ N(mean, cov).
     With k = 128 constraints and face embeddings concentrated on few directions, this is close to x."""
