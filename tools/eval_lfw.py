@@ -25,9 +25,6 @@ from latticelock.tools.embeddings import load_embeddings
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.pairs import Pair, read_pairs
 
-# forensics/protocol.py (parse_pair) and eval_embed.py (read_pairs) still import the pairs reader from
-# here; their owners move them to tools.pairs, and then this line goes.
-from latticelock.tools.pairs import parse_pair  # noqa: F401
 
 
 def best_threshold(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
