@@ -26,7 +26,6 @@ from latticelock.tools.errors import ToolsError
 from latticelock.tools.pairs import Pair, read_pairs
 
 
-
 def best_threshold(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     """(threshold, accuracy) maximising accuracy of "same iff distance <= threshold" on these pairs."""
     order = np.argsort(distances, kind="stable")
