@@ -160,7 +160,8 @@ class DirSource(Source):
     def open(self) -> "DirSource":
         if not self.path.is_dir():
             raise SourceError(f"{self.uri}: {self.path} is not a directory")
-        files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        # Regular files only: a FIFO or device named like an image would block the replay.
+        files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         end = None if self.count is None else self.start + self.count
         self.files = files[self.start : end]
         if not self.files:
@@ -206,17 +207,17 @@ class DirSource(Source):
 
 
 def _read_image(path: Path) -> np.ndarray | str:
-    """RGB uint8 image, or the reason it cannot be read."""
+    """RGB uint8 image, or the reason it cannot be read (the one image reader: `models.pipeline.load_image`)."""
+    from latticelock.models.errors import ImageError
+    from latticelock.models.pipeline import load_image
+
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        return f"unreadable ({exc.strerror or exc})"
-    if data.size == 0:
-        return "empty file"
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None or image.ndim != 3 or image.shape[0] < 2 or image.shape[1] < 2:
-        return "not a decodable image (corrupt or unsupported format)"
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        image = load_image(path)
+    except ImageError as exc:
+        return str(exc).replace(f"{path}", path.name)
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        return "not a usable frame (smaller than 2x2 pixels)"
+    return image
 
 
 def csi_pipeline(sensor_id: int, options: SourceOptions) -> str:

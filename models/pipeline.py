@@ -33,12 +33,33 @@ class EmbeddedFace(NamedTuple):
     embedding: np.ndarray
 
 
+# Larger images are refused from their header, before anything is decoded: a 50000 x 50000 PNG of a
+# few hundred bytes would otherwise ask for 7.5 GB.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image file as uint8 [H, W, 3] RGB; grey images become RGB and alpha is dropped.
 
-    Raises ImageError for a missing, unreadable, empty, corrupt or non-image file.
+    Raises ImageError for a missing, unreadable, empty, corrupt or non-image file, for anything that is
+    not a regular file (a FIFO would block the reader), and for an image whose header announces more
+    than MAX_IMAGE_PIXELS pixels (checked before decoding).
     """
+    import stat
+
+    import imagesize
+
     path = Path(path)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ImageError(f"{path} is not a regular file")
+        width, height = imagesize.get(path)
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    except ValueError:
+        width = height = -1  # a header imagesize does not know: OpenCV's own limit still applies
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageError(f"{path} announces {width}x{height} pixels; at most {MAX_IMAGE_PIXELS:,} are decoded")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except (OSError, ValueError) as exc:

@@ -71,8 +71,30 @@ def test_malformed_frames_are_reported_and_skipped(tmp_path, caplog):
     frames = list(source)
     assert [f.name[-11:] for f in frames] == ["img_000.png", "img_002.png"]
     assert [f.index for f in frames] == [0, 1]
-    assert sorted(s.reason for s in source.skipped) == ["empty file", "not a decodable image (corrupt or unsupported format)"]
+    reasons = sorted(s.reason for s in source.skipped)
+    assert len(reasons) == 2 and "is empty" in reasons[0] and "not a readable image" in reasons[1], reasons
     assert "skipping" in caplog.text
+
+
+def test_huge_images_fifos_and_endless_loops_end_cleanly(tmp_path):
+    """Issue 11, case 6: a 50000 x 50000 PNG is refused from its header, a FIFO named like an image is
+    not opened, and looping forever over images with no usable frame ends."""
+    import os
+    import struct
+    import zlib
+
+    folder = write_images(tmp_path / "faces", 1)
+    header = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
+    (folder / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header
+                                      + struct.pack(">I", zlib.crc32(b"IHDR" + header)))
+    os.mkfifo(folder / "a.jpg")
+    source = open_source(f"dir://{folder}")
+    frames = list(source)
+    assert len(frames) == 1 and any("50000x50000" in s.reason for s in source.skipped)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"not an image")
+    assert list(open_source(f"dir://{broken}", SourceOptions(loop=-1))) == []
 
 
 @pytest.mark.parametrize(
