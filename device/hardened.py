@@ -68,16 +68,18 @@ def sealed_users(store: FlashStore, active: dict[str, int] | None = None) -> tup
 
 
 def ensure_lattice(mcu: "McuClient", parameter_set: str) -> bytes:
-    """The chip's lattice id, provisioning a fresh device lattice for `parameter_set` first if it has none."""
+    """The chip's lattice id, provisioning a fresh device lattice for `parameter_set` first if it has none
+    (with the wallet's operating point, which the chip enforces in every wallet session)."""
     from latticelock.firmware_bridge.lattice_match import LatticeTables
-    from latticelock.kernels.recipe import device_lattice
+    from latticelock.kernels.recipe import device_lattice, radius_sq, wallet_parameter_set
 
     lattice_id = mcu.hello().lattice_id
     if any(lattice_id):
         return lattice_id
     lattice = device_lattice(os.urandom(32), parameter_set)
     tables = LatticeTables.from_float(lattice.q, lattice.n, lattice.basis, lattice.mu, lattice.proj, lattice.bstar_sqnorm)
-    return mcu.provision_lattice(lattice.parameter_set, lattice.seed, tables.to_bytes(), int(lattice.max_radius**2))
+    return mcu.provision_lattice(lattice.parameter_set, lattice.seed, tables.to_bytes(), int(lattice.max_radius**2),
+                                 radius_sq(wallet_parameter_set(parameter_set)))
 
 
 def reconcile(store: FlashStore, mcu: "McuClient") -> list[str]:

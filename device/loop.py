@@ -93,8 +93,8 @@ class Matcher(Protocol):
 class PlainMatcher:
     """k-of-n over the recipe's candidates; the KDF runs once, for the candidate that reaches k."""
 
-    def __init__(self, gallery: "Gallery", policy: PolicyConfig) -> None:
-        self.attempt = gallery.attempt()
+    def __init__(self, gallery: "Gallery", policy: PolicyConfig, wallet: bool = False) -> None:
+        self.attempt = gallery.attempt(wallet)
         self.policy = AttemptPolicy(policy)
         self.key: bytes | None = None
         self.last_outcome = ""
@@ -182,7 +182,7 @@ class Authenticator:
             return HardenedMatcher(self.mcu, self.sealed, self.policy, purpose, account, message,
                                    self.recipe_options.get("projection"))
         self.lockout.check()
-        return PlainMatcher(self.gallery, self.policy)
+        return PlainMatcher(self.gallery, self.policy, wallet=purpose != 1)
 
     def unlock(self, source: Source, purpose: int = 1, account: int = 0, message: bytes = b"",
                liveness: "Liveness | None" = None) -> UnlockResult:

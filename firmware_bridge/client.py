@@ -159,15 +159,18 @@ class McuClient:
 
     # --- provisioning ---------------------------------------------------------------------------
 
-    def provision_lattice(self, parameter_set: str, seed: bytes, tables: bytes, radius_sq: int) -> bytes:
-        """Upload the device lattice's decoding tables in chunks; returns the lattice id the chip binds records to."""
+    def provision_lattice(self, parameter_set: str, seed: bytes, tables: bytes, radius_sq: int, wallet_radius_sq: int) -> bytes:
+        """Upload the device lattice's decoding tables in chunks; returns the lattice id the chip binds records to.
+
+        `radius_sq` is the largest acceptance radius any record may have, `wallet_radius_sq` the one the
+        chip applies in wallet sessions whatever a record was enrolled for."""
         for offset in range(0, len(tables), MAX_CHUNK):
             chunk = tables[offset : offset + MAX_CHUNK]
             received = self._request(LatticeChunk(offset, chunk), ChunkOk).received
             if received != offset + len(chunk):
                 raise ProtocolError(f"microcontroller holds {received} bytes of the tables, expected {offset + len(chunk)}")
         digest = hashlib.sha256(tables).digest()
-        return self._request(LatticeCommit(parameter_set, seed, radius_sq, len(tables), digest), LatticeReady).lattice_id
+        return self._request(LatticeCommit(parameter_set, seed, radius_sq, wallet_radius_sq, len(tables), digest), LatticeReady).lattice_id
 
     def enroll_face(self, user: str, generation: int, radius_sq: int, vector) -> FaceEnrolled:
         """Stage `user`'s new record (pending until `commit_user`): the sealed helper data and the unlock public key."""

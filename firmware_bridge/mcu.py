@@ -366,7 +366,8 @@ class Mcu:
         data, self._upload = bytes(self._upload), bytearray()
         if len(data) != request.length or hashlib.sha256(data).digest() != request.digest:
             return Error(ErrorCode.MALFORMED, detail="lattice tables incomplete or corrupted in transit")
-        if not request.parameter_set.isascii() or not 0 < request.radius_sq < MAX_RADIUS_SQ:
+        if (not request.parameter_set.isascii() or not 0 < request.radius_sq < MAX_RADIUS_SQ
+                or not 0 < request.wallet_radius_sq <= request.radius_sq):
             return Error(ErrorCode.MALFORMED, detail="bad parameter set name or radius")
         try:
             tables = LatticeTables.from_bytes(data)
@@ -378,6 +379,7 @@ class Mcu:
         mcu_state.save_tables(self.state_dir, data, digest)
         state = self.state
         state.parameter_set, state.lattice_seed, state.lattice_radius_sq = request.parameter_set, request.seed, request.radius_sq
+        state.wallet_radius_sq = request.wallet_radius_sq
         state.lattice_digest = digest
         self._save()
         mcu_state.drop_other_tables(self.state_dir, digest)
@@ -505,8 +507,10 @@ class Mcu:
         if isinstance(vector, Error):
             return vector
         counts = OpCounts()
+        # The wallet's keys answer only at the wallet's operating point, whatever a record was enrolled for.
+        cap = self.state.wallet_radius_sq if session.purpose is not Purpose.UNLOCK else self.state.lattice_radius_sq
         for user, (generation, opened) in session.loaded.items():
-            s = self._matches(opened.c, opened.tag, user, generation, vector, opened.radius_sq, counts)
+            s = self._matches(opened.c, opened.tag, user, generation, vector, min(opened.radius_sq, cap), counts)
             if s is not None:
                 session.matches[user] += 1
                 session.secrets[user] = s

@@ -9,7 +9,8 @@ read-protected flash, not the device's):
     | failures u32 | locked_until_ms u64 | lockouts u32 | unlocks u32 | passcode_required u8
     | passcode: iterations u32 (0 = none set) | salt 16 | verifier 32 | failures u32 | locked_until_ms u64
     | daily budget: tokens_milli u32 | updated_ms u64 | policy: k u8 | n u8
-    | lattice: parameter-set name (u8 length) | seed 32 | radius_sq u64 | tables SHA-256 32 (all zero = none)
+    | lattice: parameter-set name (u8 length) | seed 32 | radius_sq u64 | wallet_radius_sq u64
+                | tables SHA-256 32 (all zero = none)
     | user count u16 | per user: name (u8 length) | active generation u32 | active digest 32
                                 | pending generation u32 | pending digest 32
     | crc32 u32
@@ -46,7 +47,7 @@ _HEAD = struct.Struct(f">4sB{DEVICE_ID_SIZE}s{PEPPER_SIZE}s")
 _COUNTERS = struct.Struct(">IQIIB")
 _PASSCODE = struct.Struct(">I16s32sIQ")
 _BUDGET = struct.Struct(">IQBB")
-_LATTICE_TAIL = struct.Struct(f">{SEED_SIZE}sQ{DIGEST_SIZE}s")
+_LATTICE_TAIL = struct.Struct(f">{SEED_SIZE}sQQ{DIGEST_SIZE}s")
 _USER_TAIL = struct.Struct(f">I{DIGEST_SIZE}sI{DIGEST_SIZE}s")
 _CRC = struct.Struct(">I")
 
@@ -90,6 +91,7 @@ class McuState:
     parameter_set: str = ""
     lattice_seed: bytes = bytes(SEED_SIZE)
     lattice_radius_sq: int = 0
+    wallet_radius_sq: int = 0
     lattice_digest: bytes = NO_DIGEST
     users: dict[str, UserSlot] = field(default_factory=dict)
 
@@ -113,7 +115,7 @@ class McuState:
                               self.passcode_failures, self.passcode_locked_until_ms)
         out += _BUDGET.pack(self.budget_milli, self.budget_updated_ms, self.policy_k, self.policy_n)
         name = self.parameter_set.encode("ascii")
-        out += bytes([len(name)]) + name + _LATTICE_TAIL.pack(self.lattice_seed, self.lattice_radius_sq, self.lattice_digest)
+        out += bytes([len(name)]) + name + _LATTICE_TAIL.pack(self.lattice_seed, self.lattice_radius_sq, self.wallet_radius_sq, self.lattice_digest)
         out += struct.pack(">H", len(self.users))
         for user, slot in sorted(self.users.items()):
             raw = user.encode("utf-8")
@@ -161,7 +163,7 @@ def _parse(body: bytes) -> McuState:
     iterations, salt, verifier, pc_failures, pc_locked = take(_PASSCODE)
     budget, budget_ms, k, n = take(_BUDGET)
     parameter_set = name(MAX_SET_NAME, "ascii")
-    seed, radius_sq, digest = take(_LATTICE_TAIL)
+    seed, radius_sq, wallet_radius_sq, digest = take(_LATTICE_TAIL)
     (count,) = take(struct.Struct(">H"))
     users: dict[str, UserSlot] = {}
     for _ in range(count):
@@ -172,7 +174,7 @@ def _parse(body: bytes) -> McuState:
     if pos != len(body):
         raise ValueError("trailing bytes")
     return McuState(device_id, pepper, failures, locked_until, lockouts, unlocks, bool(required), iterations, salt,
-                    verifier, pc_failures, pc_locked, budget, budget_ms, k, n, parameter_set, seed, radius_sq, digest, users)
+                    verifier, pc_failures, pc_locked, budget, budget_ms, k, n, parameter_set, seed, radius_sq, wallet_radius_sq, digest, users)
 
 
 def load_or_create(state_dir: Path) -> McuState:

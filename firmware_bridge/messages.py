@@ -291,12 +291,14 @@ class LatticeCommit(Message):
         _Text("parameter_set", "parameter set", MAX_SET_NAME),
         _Fixed("seed", "lattice seed", SEED_SIZE),
         _Uint("radius_sq", "largest radius squared", 64),
+        _Uint("wallet_radius_sq", "wallet radius squared", 64),
         _Uint("length", "tables length", 32),
         _Fixed("digest", "tables SHA-256", DIGEST_SIZE),
     )
     parameter_set: str
     seed: bytes
     radius_sq: int
+    wallet_radius_sq: int
     length: int
     digest: bytes
 

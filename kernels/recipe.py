@@ -43,7 +43,7 @@ from latticelock.kernels.record import Record
 from latticelock.kernels.scheme import as_embedding, as_embeddings
 
 __all__ = ["DECODER_BACKENDS", "Attempt", "Candidate", "DeviceLattice", "Gallery", "device_lattice", "enrol",
-           "probe_vector", "radius_sq", "sealed_fields", "sealed_record", "shares_lattice"]
+           "probe_vector", "radius_sq", "sealed_fields", "sealed_record", "shares_lattice", "wallet_parameter_set"]
 
 SEALED_SCHEME_ID = "l2fe-hash-mcu"
 SEALED_FIELDS = ("lattice", "sealed")
@@ -102,6 +102,7 @@ class Gallery:
         projection: Projection | None = None,
     ) -> None:
         self._reps: dict[str, L2FERep] = {}
+        self._capped: dict[str, L2FERep] | None = None
         self._groups: dict[str, list[_Entry]] = {}
         for user, record in records.items():
             what = family(record.scheme_id)
@@ -123,8 +124,19 @@ class Gallery:
     def users(self) -> list[str]:
         return [entry.user for entries in self._groups.values() for entry in entries]
 
-    def attempt(self) -> "Attempt":
-        return Attempt(self)
+    def attempt(self, wallet: bool = False) -> "Attempt":
+        """One attempt; `wallet` holds every record to the wallet's operating point of its lattice (what a
+        wallet signature needs, whatever the record was enrolled for)."""
+        return Attempt(self, self._wallet_reps() if wallet else self._reps)
+
+    def _wallet_reps(self) -> dict[str, L2FERep]:
+        if self._capped is None:
+            self._capped = {}
+            for parameter_set, rep in self._reps.items():
+                radius = min(rep.radius, get_parameter_set(wallet_parameter_set(parameter_set)).radius)
+                self._capped[parameter_set] = L2FERep(parameter_set, kdf=rep.kdf, backend=rep.backend,
+                                                      projection=rep._projection, radius=radius)
+        return self._capped
 
     def warm_up(self) -> None:
         """Compile the decoders now: uniform random targets decode to nothing, so no KDF runs."""
@@ -144,8 +156,9 @@ class Gallery:
 class Attempt:
     """One unlock attempt: probes in, candidates out, one KDF per distinct (user, secret) confirmed."""
 
-    def __init__(self, gallery: Gallery) -> None:
+    def __init__(self, gallery: Gallery, reps: dict[str, L2FERep]) -> None:
         self._gallery = gallery
+        self._reps = reps
         self._secrets: list[tuple[_Entry, np.ndarray]] = []
         self._ids: dict[tuple[str, bytes], int] = {}
         self._keys: dict[int, bytes | None] = {}
@@ -159,7 +172,7 @@ class Attempt:
         probes = as_embeddings(embeddings)
         found: list[list[Candidate]] = [[] for _ in range(len(probes))]
         for parameter_set, entries in self._gallery._groups.items():
-            rep = self._gallery._reps[parameter_set]
+            rep = self._reps[parameter_set]
             targets = np.concatenate([rep.targets(e.record, probes) for e in entries])
             bases = [e.lattice.basis for e in entries for _ in range(len(probes))]
             vectors, ok = rep.decode(bases, targets)
@@ -176,7 +189,7 @@ class Attempt:
             if not 0 <= candidate.secret_id < len(self._secrets):
                 raise SchemeError("candidate does not belong to this attempt")
             entry, s = self._secrets[candidate.secret_id]
-            rep = self._gallery._reps[entry.record.parameter_set]
+            rep = self._reps[entry.record.parameter_set]
             self._keys[candidate.secret_id] = rep.check_secret(entry.record, s, entry.label)
         return self._keys[candidate.secret_id]
 
@@ -246,6 +259,15 @@ def device_lattice(seed: bytes, parameter_set: str) -> DeviceLattice:
 def shares_lattice(parameter_set: str, other: str) -> bool:
     """Whether two parameter sets can be matched on one device lattice (they differ in radius only)."""
     return _lattice_family(get_parameter_set(parameter_set)) == _lattice_family(get_parameter_set(other))
+
+
+def wallet_parameter_set(parameter_set: str) -> str:
+    """The wallet's operating point on the same device lattice as `parameter_set` (the set itself if the
+    lattice has no wallet point): the chip holds every wallet session to its radius."""
+    from latticelock.kernels import params
+
+    wallet = getattr(params, "DEFAULT_FOR_PURPOSE", {}).get("wallet")
+    return wallet if wallet is not None and shares_lattice(wallet, parameter_set) else get_parameter_set(parameter_set).name
 
 
 def radius_sq(parameter_set: str) -> int:

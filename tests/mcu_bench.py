@@ -80,7 +80,7 @@ def upload(mcu: Mcu, data: bytes, radius: int, seed: bytes = SEED, parameter_set
         answer = mcu.handle(m.LatticeChunk(offset, data[offset : offset + m.MAX_CHUNK]))
         if not isinstance(answer, m.ChunkOk):
             return answer
-    return mcu.handle(m.LatticeCommit(parameter_set, seed, radius, len(data), hashlib.sha256(data).digest()))
+    return mcu.handle(m.LatticeCommit(parameter_set, seed, radius, radius, len(data), hashlib.sha256(data).digest()))
 
 
 def provision(mcu: Mcu) -> bytes:

@@ -315,3 +315,27 @@ def test_a_clock_set_backwards_cannot_stretch_the_passcode_delay_beyond_the_cap(
     bench.clock.advance(86_400)
     assert status(bench).passcode_lockout_ms == 0
     assert bench.ask(m.Passcode(PASSCODE)) == m.PasscodeOk(False)
+
+
+def test_wallet_sessions_answer_only_at_the_wallets_operating_point(tmp_path: Path) -> None:
+    """A probe 100 units from the template: inside the unlock radius (~150), outside the wallet's (75).
+    The chip unlocks, but its wallet keys do not sign for it, whatever radius the record was enrolled with."""
+    import hashlib
+
+    import numpy as np
+    from mcu_bench import SEED, tables
+
+    bench = Bench(tmp_path, Clock())
+    chip = bench.start(provisioning=True)
+    assert chip.handle(m.SetPasscode("", PASSCODE)) == m.PasscodeSet()
+    data = tables().to_bytes()
+    for offset in range(0, len(data), m.MAX_CHUNK):
+        chip.handle(m.LatticeChunk(offset, data[offset : offset + m.MAX_CHUNK]))
+    ready = chip.handle(m.LatticeCommit("l2fe-facenet-m32", SEED, RADIUS_SQ, RADIUS_SQ // 4, len(data), hashlib.sha256(data).digest()))
+    assert isinstance(ready, m.LatticeReady)
+    bench.enrol("ann", face(1))
+    direction = np.random.default_rng(5).normal(size=32)
+    near = np.rint(face(1) + 100 * direction / np.linalg.norm(direction)).astype(int)
+    assert bench.attempt(near, near).outcome == m.Outcome.ACCEPT
+    assert bench.attempt(near, near, near, purpose=m.Purpose.WALLET_SIGN, message=b"pay").outcome == m.Outcome.REJECT
+    assert bench.attempt(face(1), face(1), purpose=m.Purpose.WALLET_SIGN, message=b"pay").outcome == m.Outcome.ACCEPT
