@@ -27,6 +27,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
             "latticelock.tools.eval_lfw",
             "latticelock.tools.eval_schemes",
             "latticelock.tools.eval_policy",
+            "latticelock.tools.eval_calibrate",
         ],
     ),
     "forensics": (
