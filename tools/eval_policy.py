@@ -174,7 +174,7 @@ def write_plots(folder: Path, rows: list[Row], models: dict[str, dict]) -> list[
         mine = [r for r in rows if r.dataset == dataset and r.users == 1 and r.genuine_attempts]
         if not mine:
             continue
-        curves = [Curve(f"m{m} lattice (distance model, 1 user)", g, i) for (m, _, _), (g, i) in families.items()]
+        curves = [Curve(f"m{m} lattice (distance model, 1 user)", g, i) for (m, _, _), (g, i) in sorted(families.items())]
         points = [Point(r.operating_point, r.far, r.far_upper95, r.frr, r.impostor_attempts, r.genuine_attempts,
                         r.device_default or r.wallet_default) for r in mine]
         path = folder / f"det-{dataset}.png"
