@@ -16,6 +16,14 @@ Why these numbers
 - Rounding adds a uniform error in [-1/2, 1/2] per coordinate to e and e', so |e - e'| differs from
   scale * |P(x) - P(x')| by about sqrt(m/6) (2.3 for m = 32 against a radius of about 150).
 
+Operating points (`OPERATING_POINTS`, by purpose): the device's sets share the device lattice
+(`DEVICE_BASE`: q, m, n, projection, scale, decoder, BKZ block; the microcontroller decodes every user
+on one lattice) and differ only in `radius`, so their thresholds are radius / scale. Each radius is
+calibrated by `latticelock eval calibrate` for a per-attempt false-accept target of the decision the
+device makes (its averaged template, the default 2-of-3 policy, one enrolled user: a store of N users
+gives a stranger N chances), on public LFW identities only. The paper's 1% sets stay unchanged for its
+comparison tables. A smaller radius changes nothing below: a thief's CVP is not bounded by it.
+
 Measured figures are kept beside each constant below (`latticelock eval schemes`, LFW View 2, 5,999
 pairs, FaceNet margin crop + flip average; security columns from `kernels.security`).
 
@@ -31,7 +39,7 @@ protects the key; the plain mode only costs him one Argon2id per victim.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from latticelock.kernels.errors import ParameterSetError
 from latticelock.kernels.hazmat.expand import check_dimensions
@@ -103,6 +111,8 @@ PROJECTION = "lfw-public-pca64"
 # Thresholds: projected-space L2 distance at FPR 1% among impostor pairs of the public LFW identities
 # (none named in lfw_pairs.txt), cross-fitted (PCA fitted without the identities it is measured on),
 # printed by `latticelock eval projection` on FaceNet embeddings (margin crop + flip average).
+# Per unlock attempt (`latticelock eval policy`, as for the device's points below) these 1% sets let in
+# strangers at LFW FAR 8.2e-3 / 1.1e-2 / 1.4e-2 (m32 / m48 / m64), faces94 0.10 / 0.060 / 0.051.
 # m32: TPR 0.9677 at FPR 0.0093 (fresh seed per record), unprotected 512-d ROC at that FPR 0.9847;
 #      ROC at FPR 1e-3: TPR 0.9013.
 #      lambda_1 (GH) 376.6, sigma_e 26.1, uSVP beta 2, mean-face first guess recovers 100/100 records.
@@ -116,11 +126,85 @@ L2FE_FACENET_M48 = _set("l2fe-facenet-m48", 48, threshold=0.9571, bkz_block=20)
 #      lambda_1 (GH) 8264.8, sigma_e 368.2, uSVP beta 2, mean-face first guess recovers 45/50 records.
 L2FE_FACENET_M64 = _set("l2fe-facenet-m64", 64, threshold=1.0616, bkz_block=20)
 
+# --- operating points of the device lattice ---------------------------------------------------------
+# In hardened mode the microcontroller decodes every user's probes on one device lattice of this shape,
+# so the device's operating points share its q, m, n, projection and scale and differ only in radius
+# (threshold = radius / scale; acceptance is exactly |e - e'| <= radius, radius < lambda_1 / 2).
+DEVICE_BASE = L2FE_FACENET_M64
+
+
+def _operating_point(name: str, radius: float) -> L2FEParams:
+    return replace(DEVICE_BASE, name=name, radius=radius)
+
+
+# Radii from `latticelock eval calibrate --embeddings lfw.npz`: the 1,468 LFW identities that no pair of
+# lfw_pairs.txt names (1,549 photos; templates of 1 photo for 1,416 of them, of 2-5 for 52), every
+# template against every other identity's 3-frame attempts, 1,154,670 impostor attempts of the 2-of-3
+# policy against a 1-user store, PCA cross-fitted on 4 folds of identities.
+# Measured per attempt by `latticelock eval policy` (5-photo templates, default 2-of-3 policy, 1 user;
+# LFW: 310 people of lfw_pairs.txt enrolled, attempts of its 4,281 identities; faces94: 18 people).
+# unlock, FAR 1e-4 per attempt: threshold 0.8183. 1-photo templates 23 / 1,078,284 (<= 3.2e-5);
+#   2+-photo templates 2 / 76,386 (<= 9.6e-5): averaged templates sit nearer strangers and set the radius.
+#   LFW: FAR 7.0e-5 (110 / 1,570,910, <= 8.4e-5), FRR 0.0149 (19 / 1,279); 10 users: FAR 7.0e-4.
+#   faces94: FAR 0 / 1,547, FRR 0 / 56. LFW people on faces94 templates: 1 / 91,278.
+L2FE_DEVICE_FAR1E4 = _operating_point("l2fe-device-far1e-4", radius=2548.1)
+# wallet, FAR 1e-5 per attempt: threshold 0.7554. 1-photo templates 4 / 1,078,284 (<= 9.5e-6);
+#   2+-photo templates 0 / 76,386 (<= 5.0e-5: too few public ones to certify 1e-5 for averaged templates).
+#   LFW: FAR 1.0e-5 (16 / 1,570,910, <= 1.65e-5: above the target for templates of 5 distinct photos),
+#   FRR 0.050 (64 / 1,279). faces94: FAR 0 / 1,547, FRR 0 / 56.
+L2FE_WALLET_FAR1E5 = _operating_point("l2fe-wallet-far1e-5", radius=2352.3)
+
 PARAMETER_SETS: dict[str, L2FEParams] = {
-    p.name: p for p in (L2FE_FACENET_M32, L2FE_FACENET_M48, L2FE_FACENET_M64)
+    p.name: p for p in (L2FE_FACENET_M32, L2FE_FACENET_M48, L2FE_FACENET_M64, L2FE_DEVICE_FAR1E4, L2FE_WALLET_FAR1E5)
 }
-# The most accurate set; its decoding costs a few milliseconds on a CPU (`latticelock bench fe`).
+# The most accurate of the paper's comparison sets; its decoding costs a few milliseconds on a CPU
+# (`latticelock bench fe`).
 DEFAULT_SET = L2FE_FACENET_M64.name
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    parameter_set: str
+    purpose: str  # "unlock" (the device), "wallet", or "paper" (the 1% comparison sets)
+    far_per_attempt: float | None  # the per-attempt FAR it was calibrated for; None: 1% per image pair
+
+
+OPERATING_POINTS: dict[str, OperatingPoint] = {
+    op.parameter_set: op
+    for op in (
+        OperatingPoint(L2FE_DEVICE_FAR1E4.name, "unlock", 1e-4),
+        OperatingPoint(L2FE_WALLET_FAR1E5.name, "wallet", 1e-5),
+        OperatingPoint(L2FE_FACENET_M32.name, "paper", None),
+        OperatingPoint(L2FE_FACENET_M48.name, "paper", None),
+        OperatingPoint(L2FE_FACENET_M64.name, "paper", None),
+    )
+}
+# One default per purpose: what `device enrol` uses to unlock, and to derive a wallet key.
+DEFAULT_FOR_PURPOSE = {"unlock": L2FE_DEVICE_FAR1E4.name, "wallet": L2FE_WALLET_FAR1E5.name, "paper": L2FE_FACENET_M64.name}
+
+
+def operating_point(name: str) -> OperatingPoint:
+    """A named operating point, by parameter-set name or by purpose ("unlock", "wallet", "paper")."""
+    if name in DEFAULT_FOR_PURPOSE:
+        return OPERATING_POINTS[DEFAULT_FOR_PURPOSE[name]]
+    try:
+        return OPERATING_POINTS[name]
+    except KeyError:
+        known = [*DEFAULT_FOR_PURPOSE, *OPERATING_POINTS]
+        raise ParameterSetError(f"unknown operating point {name!r}; known: {', '.join(known)}") from None
+
+
+def operating_point_for_far(far: float) -> OperatingPoint:
+    """The loosest point calibrated for a per-attempt FAR at or below `far`; ParameterSetError if none is."""
+    calibrated = sorted((op for op in OPERATING_POINTS.values() if op.far_per_attempt is not None),
+                        key=lambda op: op.far_per_attempt)
+    if not 0 < far < 1:
+        raise ParameterSetError(f"a false-accept rate must be in (0, 1), got {far:g}")
+    fitting = [op for op in calibrated if op.far_per_attempt <= far]
+    if not fitting:
+        offered = ", ".join(f"{op.far_per_attempt:g} ({op.parameter_set})" for op in calibrated)
+        raise ParameterSetError(f"no operating point is calibrated for FAR {far:g} per attempt; calibrated: {offered}")
+    return fitting[-1]
 
 
 def get_parameter_set(name: str) -> L2FEParams:

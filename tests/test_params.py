@@ -11,11 +11,16 @@ import pytest
 from latticelock.kernels.errors import ParameterSetError
 from latticelock.kernels.kdf import DEVICE_COST
 from latticelock.kernels.params import (
+    DEFAULT_FOR_PURPOSE,
+    DEVICE_BASE,
+    OPERATING_POINTS,
     PARAMETER_SETS,
     RADIUS_FRACTION,
     L2FEParams,
     gaussian_heuristic,
     get_parameter_set,
+    operating_point,
+    operating_point_for_far,
 )
 from latticelock.kernels.projection import load_projection, read_projection
 
@@ -32,7 +37,7 @@ def test_gaussian_heuristic_is_the_radius_of_a_ball_of_volume_det():
 @pytest.mark.parametrize("name", sorted(PARAMETER_SETS))
 def test_each_set_is_consistent(name):
     p = get_parameter_set(name)
-    assert p.name == name and name.endswith(f"m{p.m}")
+    assert p.name == name
     assert p.radius <= RADIUS_FRACTION * p.lambda1 + 0.1 < 0.5 * p.lambda1
     assert p.threshold == pytest.approx(p.radius / p.scale)
     assert p.kdf == DEVICE_COST and p.decoder == "cvp"
@@ -80,3 +85,51 @@ def test_projection_file_errors_are_clear(tmp_path):
     np.savez(skewed, mean=np.zeros(512, np.float32), components=np.ones((4, 512), np.float32), provenance=np.array("{}"))
     with pytest.raises(ParameterSetError, match="orthonormal"):
         read_projection(skewed)
+
+
+PAPER_SETS = {  # the paper's 1% comparison sets: (m, radius, scale), unchanged by the device's points
+    "l2fe-facenet-m32": (32, 150.7, 190.37),
+    "l2fe-facenet-m48": (48, 1148.6, 1200.08),
+    "l2fe-facenet-m64": (64, 3305.9, 3114.07),
+}
+
+
+def test_the_paper_sets_are_unchanged():
+    for name, (m, radius, scale) in PAPER_SETS.items():
+        p = get_parameter_set(name)
+        assert (p.m, p.radius, p.scale) == (m, radius, scale) and name.endswith(f"m{m}")
+        assert OPERATING_POINTS[name].purpose == "paper" and OPERATING_POINTS[name].far_per_attempt is None
+
+
+def test_device_points_share_the_device_lattice_and_differ_only_in_radius():
+    """The microcontroller decodes every user on one lattice: same q, m, n, projection, scale, decoder, BKZ."""
+    device_points = [op for op in OPERATING_POINTS.values() if op.purpose != "paper"]
+    assert {op.purpose for op in device_points} == {"unlock", "wallet"}
+    for op in device_points:
+        p = get_parameter_set(op.parameter_set)
+        assert dataclasses.replace(p, name=DEVICE_BASE.name, radius=DEVICE_BASE.radius) == DEVICE_BASE
+        assert p.radius < DEVICE_BASE.radius  # stricter than the paper's 1%
+        assert p.threshold == pytest.approx(p.radius / DEVICE_BASE.scale)
+    unlock, wallet = (get_parameter_set(DEFAULT_FOR_PURPOSE[k]) for k in ("unlock", "wallet"))
+    assert wallet.radius < unlock.radius  # the wallet is calibrated for a 10x lower FAR
+    assert operating_point("unlock").far_per_attempt == 1e-4 and operating_point("wallet").far_per_attempt == 1e-5
+
+
+def test_operating_points_by_name_purpose_and_far():
+    assert set(OPERATING_POINTS) <= set(PARAMETER_SETS)
+    assert operating_point("paper").parameter_set == "l2fe-facenet-m64"
+    assert operating_point("l2fe-facenet-m32").parameter_set == "l2fe-facenet-m32"
+    assert operating_point_for_far(1e-5).purpose == "wallet"
+    assert operating_point_for_far(5e-5).purpose == "wallet"
+    assert operating_point_for_far(1e-4).purpose == "unlock"
+    assert operating_point_for_far(0.01).purpose == "unlock"
+
+
+def test_unknown_points_and_uncalibrated_fars_are_clear_errors():
+    with pytest.raises(ParameterSetError, match="unknown operating point 'l2fe-door'.*unlock, wallet"):
+        operating_point("l2fe-door")
+    with pytest.raises(ParameterSetError, match="no operating point is calibrated for FAR 1e-06.*1e-05"):
+        operating_point_for_far(1e-6)
+    for bad in (0.0, 1.0, 2.0):
+        with pytest.raises(ParameterSetError, match=r"must be in \(0, 1\)"):
+            operating_point_for_far(bad)

@@ -31,6 +31,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
             "latticelock.tools.eval_lfw",
             "latticelock.tools.eval_schemes",
             "latticelock.tools.eval_policy",
+            "latticelock.tools.eval_calibrate",
             "latticelock.tools.eval_replay",
             "latticelock.tools.eval_liveness",
         ],

@@ -1,258 +1,266 @@
-"""`latticelock eval policy`: the device's unlock decision measured per attempt, not per frame.
+"""`latticelock eval policy`: how often a stranger gets in, per unlock attempt, on the device's own objects.
 
-A genuine attempt enrols a person from some of their images (the device's template: re-normalised
-mean of the normalised embeddings, one Gen) and presents N frames drawn from their *other* images;
-an impostor attempt presents N frames of one other person to that record. Each frame goes through
-the real scheme (`verify_many`, exact CVP decoding), and each attempt through the device's own
-`AttemptPolicy`, so the figures are those of the code that runs on the device. Rates come with
-counts and 95% Wilson score intervals.
+Datasets: LFW (`--embeddings`, photos in the wild; only the identities that lfw_pairs.txt names, the
+others having calibrated the operating points), faces94 (`--faces94`, device-like captures: frames of
+one sitting), deepface (`--deepface`, unconstrained photos), and cross-dataset "A->B" (the people of
+A against templates enrolled from B: lfw->faces94 and faces94->lfw when both files are given).
 
-LFW frames are distinct photographs, less alike than the frames of one camera burst, so each frame
-of an attempt is a fresh draw: the per-attempt rates measured here are those of independent frames.
-Identities used to fit the parameter set's projection are left out (for LFW: only identities named
-in lfw_pairs.txt are evaluated, the projection being fitted on the others). The KDF is replaced by a
-cheap Argon2id for speed: no decision depends on its cost (the output says so).
+Enrolments and attempts are formed as `tools.attempts` describes (the device's 5-frame template, the
+default policy's n-frame slices, one identity per attempt) and run through the device's matcher as
+`tools.policy_sim` describes, for every named operating point and for stores of 1 and `--users`
+people (an impostor attempt against N users is N chances). Each row gives FAR per attempt with its 95%
+upper bound and the number of impostor attempts, FRR likewise; a DET plot per dataset marks the named
+points. The 1-user figures are checked against the distance model (acceptance is exactly |e - e'| <=
+radius), which draws the DET curves. The KDF runs at the evaluation cost: no decision depends on it.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from latticelock.kernels.params import DEFAULT_SET
+from latticelock.tools.attempts import Enrolled, attempt_scores, enrol_identities, identities, probe_keys, probe_vectors, scaled, slices
 from latticelock.tools.errors import ToolsError
-from latticelock.tools.forensics.protocol import pair_identities as pairs_identities
+from latticelock.tools.policy_sim import Pool, simulate
+from latticelock.tools.rates import Rate
 
-DEFAULT_POLICIES = ("1/1", "1/3", "2/3", "2/5", "3/5")
-FRAME_INTERVAL_S = 0.1
-
-
-def wilson_interval(errors: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion (sound at 0 and at small counts)."""
-    if trials == 0:
-        return (0.0, 1.0)
-    p = errors / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def parse_policy(text: str):
+if TYPE_CHECKING:
     from latticelock.device.policy import PolicyConfig
+    from latticelock.kernels.params import L2FEParams, OperatingPoint
+    from latticelock.tools.embeddings import EmbeddingsFile
+
+# Every slice of a 20-frame faces94 folder; LFW's largest folders (530 photos) are capped there.
+DEFAULT_MAX_SLICES = 6
+
+
+@dataclass(frozen=True)
+class Row:
+    dataset: str
+    operating_point: str
+    purpose: str
+    radius: float
+    threshold: float
+    users: int
+    policy: str
+    probe: str
+    far: float | None
+    far_upper95: float | None
+    false_accepts: int
+    impostor_attempts: int
+    frr: float | None
+    frr_upper95: float | None
+    false_rejects: int
+    genuine_attempts: int
+    misidentified: int
+    device_default: bool
+    wallet_default: bool
+    distance_model_agrees: bool | None  # 1-user rows: the device's decisions equal |e - e'| <= radius
+
+
+def parse_policy(text: str) -> "PolicyConfig":
+    """K/N: the device's default policy with k and n replaced (ConfigError for an impossible one)."""
+    from dataclasses import replace
+
+    from latticelock.device.policy import DEFAULT_POLICY
 
     try:
         k, n = (int(part) for part in text.split("/"))
     except ValueError:
-        raise ToolsError(f"policy {text!r} must read K/N, e.g. 2/5") from None
-    return PolicyConfig(k=k, n=n, window_s=max(1.0, (n + 1) * FRAME_INTERVAL_S))
+        raise ToolsError(f"policy {text!r} must read K/N, e.g. 2/3") from None
+    return replace(DEFAULT_POLICY, k=k, n=n)
 
 
-@dataclass
-class Embeddings:
-    vectors: np.ndarray
-    labels: np.ndarray
-    name: str
+def dataset_pool(name: str, data: "EmbeddingsFile", names: frozenset[str] | None, frames: int, n: int, max_slices: int) -> Pool:
+    people = identities(data, names)
+    if len(people) < 2:
+        raise ToolsError(f"{name}: impostor attempts need at least two identities, found {len(people)}")
+    enrolled = enrol_identities(data, people, frames, n)
+    if not enrolled:
+        raise ToolsError(f"{name}: no identity has more than the {frames} images an enrolment uses")
+    return Pool(name, data.embeddings, enrolled, {p.name: tuple(slices(p.rows, n)[:max_slices]) for p in people})
 
 
-def load_embeddings(path: Path, identities: set[str] | None = None) -> Embeddings:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            vectors = np.asarray(data["embeddings"], dtype=np.float32)
-            labels = np.asarray(data["labels"]).astype(str)
-    except (OSError, KeyError, ValueError) as exc:
-        raise ToolsError(f"{path}: not an embeddings file from `latticelock eval embed` ({exc})") from None
-    if vectors.ndim != 2 or vectors.shape[1] != 512 or len(labels) != len(vectors):
-        raise ToolsError(f"{path}: expected embeddings [N, 512] with N labels, got {vectors.shape} and {labels.shape}")
-    if identities is not None:
-        keep = np.isin(labels, sorted(identities))
-        vectors, labels = vectors[keep], labels[keep]
-    return Embeddings(vectors, labels, Path(path).name)
+def cross_pool(people: Pool, templates: Pool) -> Pool:
+    """The people of one pool against the templates of another (no genuine attempts)."""
+    enrolled = [Enrolled(f"{templates.name}/{e.name}", e.template, ()) for e in templates.enrolled]
+    attempts = {f"{people.name}/{name}": a for name, a in people.attempts.items()}
+    return Pool(f"{people.name}->{templates.name}", people.embeddings, enrolled, attempts)
 
 
-@dataclass
-class PolicyResult:
-    policy: str
-    genuine_attempts: int
-    false_rejects: int
-    frr: float
-    frr_ci: tuple[float, float]
-    impostor_attempts: int
-    false_accepts: int
-    far: float
-    far_ci: tuple[float, float]
+def distance_scores(pool: Pool, params: "L2FEParams", k: int, probe: str) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) attempt scores of 1-user stores under `params` (see `tools.attempts`)."""
+    from latticelock.kernels.projection import load_projection
+
+    projection = load_projection(params.projection)
+    keys: dict = {}
+
+    def index(attempts) -> np.ndarray:
+        rows = [[keys.setdefault(key, len(keys)) for key in probe_keys(a, probe)] for _, a in attempts]
+        return np.array(rows, dtype=np.int64) if rows else np.zeros((0, 1), np.int64)
+
+    genuine = [(t, a) for t, e in enumerate(pool.enrolled) for a in e.genuine]
+    impostor = [(owner, a) for owner, attempts in pool.attempts.items() for a in attempts]
+    g_index, i_index = index(genuine), index(impostor)
+    probes = scaled(params, projection, probe_vectors(pool.embeddings, list(keys)))
+    templates = scaled(params, projection, np.stack([e.template for e in pool.enrolled]))
+    names = np.array([e.name for e in pool.enrolled])
+    owners = np.array([owner for owner, _ in impostor])
+    i_scores = attempt_scores(templates, probes, i_index, k)[names[:, None] != owners[None, :]]
+    g_scores = np.empty(0)
+    if genuine:
+        g_scores = attempt_scores(templates, probes, g_index, k)[[t for t, _ in genuine], np.arange(len(genuine))]
+    return g_scores, i_scores
 
 
-@dataclass
-class DatasetResult:
-    dataset: str
-    parameter_set: str
-    people_enrolled: int
-    genuine_frames: int
-    genuine_frame_matches: int
-    impostor_frames: int
-    impostor_frame_matches: int
-    policies: list[PolicyResult]
+def evaluate(pools: list[Pool], points: "list[OperatingPoint]", policy: "PolicyConfig", probe: str, users: int, *, seed: int = 0, backend: str = "auto",
+             progress: bool = True) -> tuple[list[Row], dict[str, dict]]:
+    """The rows, and per dataset the distance model's scores per lattice family (for the DET plots)."""
+    from latticelock.kernels.params import DEFAULT_FOR_PURPOSE, get_parameter_set
+
+    rows: list[Row] = []
+    models: dict[str, dict] = {}
+    for pool in pools:
+        models[pool.name] = {}
+        for op in points:
+            params = get_parameter_set(op.parameter_set)
+            family = (params.m, params.scale, params.projection)
+            if family not in models[pool.name]:
+                models[pool.name][family] = distance_scores(pool, params, policy.k, probe)
+            g_scores, i_scores = models[pool.name][family]
+            sim = simulate(pool, op.parameter_set, policy, probe, users, seed=seed, backend=backend, progress=progress)
+            for size, c in sim.counts.items():
+                agrees = None
+                if size == 1:
+                    agrees = (int(np.count_nonzero(i_scores <= params.radius)) == c.false_accepts
+                              and int(np.count_nonzero(g_scores > params.radius)) == c.false_rejects
+                              and len(i_scores) == c.impostor and len(g_scores) == c.genuine)
+                far, frr = Rate(c.false_accepts, c.impostor), Rate(c.false_rejects, c.genuine)
+                rows.append(Row(
+                    pool.name, op.parameter_set, op.purpose, params.radius, params.threshold, size,
+                    f"{policy.k}/{policy.n}", probe, far.rate, far.upper95, c.false_accepts, c.impostor,
+                    frr.rate, frr.upper95, c.false_rejects, c.genuine, c.misidentified,
+                    op.parameter_set == DEFAULT_FOR_PURPOSE["unlock"], op.parameter_set == DEFAULT_FOR_PURPOSE["wallet"], agrees,
+                ))
+    return rows, models
 
 
-def run_attempt(policy_config, matched: list[bool]) -> bool:
-    """Feed one attempt's frames (True: the frame reproduced the key) to the device policy."""
-    from latticelock.device.policy import AttemptPolicy, Decision
-
-    from latticelock.kernels.recipe import Candidate
-
-    policy = AttemptPolicy(policy_config)
-    for i, ok in enumerate(matched):
-        ready = policy.observe(i * FRAME_INTERVAL_S, [Candidate("user", 0)] if ok else [])
-        if ready is not None:
-            return policy.accept(ready).decision is Decision.ACCEPT
-        if policy.status().decision is not Decision.PENDING:
-            return False
-    return False
+def _rate(rate: float | None, errors: int, trials: int) -> str:
+    return "n/a" if rate is None else f"{rate:.2e} {errors:>4}/{trials:<8}"
 
 
-def draw(rng: np.random.Generator, pool: np.ndarray, count: int) -> np.ndarray:
-    """`count` frames from `pool`: without replacement when it is large enough, else with."""
-    return rng.choice(pool, size=count, replace=len(pool) < count)
-
-
-def evaluate(
-    data: Embeddings,
-    scheme,
-    policies: list,
-    *,
-    enrol_images: int = 3,
-    genuine_attempts: int = 10,
-    impostor_people: int = 10,
-    max_people: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
-) -> DatasetResult:
-    """Simulate genuine and impostor attempts; every frame decision comes from `scheme.verify_many`."""
-    from tqdm import tqdm
-
-    from latticelock.device.enrol import make_template
-
-    for name, value in (("enrol_images", enrol_images), ("genuine_attempts", genuine_attempts), ("impostor_people", impostor_people)):
-        if value < 1:
-            raise ToolsError(f"{name} must be at least 1, got {value}")
-    if max_people is not None and max_people < 1:
-        raise ToolsError(f"max_people must be at least 1, got {max_people}")
-    rng = np.random.default_rng(seed)
-    names, inverse = np.unique(data.labels, return_inverse=True)
-    if len(names) < 2:
-        raise ToolsError(f"{data.name}: impostor attempts need at least two identities, found {len(names)}")
-    members = [np.flatnonzero(inverse == i) for i in range(len(names))]
-    enrollable = [i for i, m in enumerate(members) if len(m) > enrol_images]
-    if not enrollable:
-        raise ToolsError(f"{data.name}: no identity has more than {enrol_images} images")
-    if max_people is not None and len(enrollable) > max_people:
-        enrollable = sorted(rng.choice(enrollable, size=max_people, replace=False).tolist())
-    n_max = max(p.n for p in policies)
-    genuine: list[list[bool]] = []
-    impostor: list[list[bool]] = []
-    g_frames = g_hits = i_frames = i_hits = 0
-    for person in tqdm(enrollable, desc=f"policy {data.name}", unit="person", disable=not progress):
-        images = rng.permutation(members[person])
-        enrol_idx, probe_idx = images[:enrol_images], images[enrol_images:]
-        record = scheme.enroll(make_template(data.vectors[enrol_idx]))
-        others = [i for i in range(len(names)) if i != person]
-        impostors = rng.choice(others, size=min(impostor_people, len(others)), replace=False)
-        attempts = [draw(rng, probe_idx, n_max) for _ in range(genuine_attempts)]
-        imp_attempts = [draw(rng, members[other], n_max) for other in impostors]
-        frames = np.unique(np.concatenate([probe_idx, *imp_attempts]))
-        keys = scheme.verify_many(record, data.vectors[frames])
-        matched = dict(zip(frames.tolist(), (k is not None for k in keys), strict=True))
-        g_frames += len(probe_idx)
-        g_hits += sum(matched[i] for i in probe_idx.tolist())
-        for attempt in attempts:
-            genuine.append([matched[i] for i in attempt.tolist()])
-        for attempt in imp_attempts:
-            impostor.append([matched[i] for i in attempt.tolist()])
-            i_frames += len(np.unique(attempt))
-            i_hits += sum(matched[i] for i in np.unique(attempt).tolist())
-    results = []
-    for config in policies:
-        rejects = sum(not run_attempt(config, a[: config.n]) for a in genuine)
-        accepts = sum(run_attempt(config, a[: config.n]) for a in impostor)
-        results.append(PolicyResult(
-            f"{config.k}/{config.n}", len(genuine), rejects, rejects / len(genuine), wilson_interval(rejects, len(genuine)),
-            len(impostor), accepts, accepts / len(impostor), wilson_interval(accepts, len(impostor)),
-        ))
-    return DatasetResult(data.name, scheme.parameter_set, len(enrollable), g_frames, g_hits, i_frames, i_hits, results)
-
-
-def format_table(result: DatasetResult) -> str:
-    g_rate = 1 - result.genuine_frame_matches / max(1, result.genuine_frames)
-    i_rate = result.impostor_frame_matches / max(1, result.impostor_frames)
-    lines = [
-        f"{result.dataset}: {result.parameter_set}, {result.people_enrolled} people enrolled",
-        f"  per frame: FRR {g_rate:.4f} ({result.genuine_frames - result.genuine_frame_matches}/{result.genuine_frames}), "
-        f"FAR {i_rate:.4f} ({result.impostor_frame_matches}/{result.impostor_frames})",
-        f"  {'policy':>6}  {'FRR':>7} {'rejects':>13} {'95% CI':>17}  {'FAR':>7} {'accepts':>13} {'95% CI':>17}",
-    ]
-    for p in result.policies:
+def format_table(rows: list[Row]) -> str:
+    lines = [f"{'dataset':<13} {'operating point':<29} {'users':>5}  {'FAR per attempt':<24} {'<=95%':>8}  "
+             f"{'FRR per attempt':<24} {'<=95%':>8}  model"]
+    for r in rows:
+        tag = " [unlock]" if r.device_default else " [wallet]" if r.wallet_default else ""
+        upper = lambda u: "n/a" if u is None else f"{u:.2e}"  # noqa: E731
+        model = "-" if r.distance_model_agrees is None else "agrees" if r.distance_model_agrees else "DIFFERS"
         lines.append(
-            f"  {p.policy:>6}  {p.frr:7.4f} {p.false_rejects:>6}/{p.genuine_attempts:<6} [{p.frr_ci[0]:.4f}, {p.frr_ci[1]:.4f}]"
-            f"  {p.far:7.4f} {p.false_accepts:>6}/{p.impostor_attempts:<6} [{p.far_ci[0]:.4f}, {p.far_ci[1]:.4f}]"
+            f"{r.dataset:<13} {r.operating_point + tag:<29} {r.users:>5}  {_rate(r.far, r.false_accepts, r.impostor_attempts):<24} "
+            f"{upper(r.far_upper95):>8}  {_rate(r.frr, r.false_rejects, r.genuine_attempts):<24} {upper(r.frr_upper95):>8}  {model}"
         )
     return "\n".join(lines)
 
 
-def _handler(args) -> int:
-    from latticelock.kernels.kdf import EVALUATION_COST
-    from latticelock.kernels.scheme import get_scheme
-    from latticelock.tools.bench_pipeline import datasets_dir
+def write_plots(folder: Path, rows: list[Row], models: dict[str, dict]) -> list[Path]:
+    """One DET plot per dataset that has genuine attempts (cross-dataset pools have none)."""
+    from latticelock.tools.det_plot import Curve, Point, det_plot
 
-    policies = [parse_policy(p) for p in (args.policy or DEFAULT_POLICIES)]
-    scheme = get_scheme(args.parameter_set, kdf=EVALUATION_COST, backend=args.decoder_backend)
-    pairs = None if args.all_identities else Path(args.pairs) if args.pairs else datasets_dir() / "lfw_pairs.txt"
-    inputs = [(Path(args.embeddings), pairs_identities(pairs) if pairs else None)]
-    if args.faces94:
-        inputs.append((Path(args.faces94), None))
-    report = {
-        "parameter_set": args.parameter_set,
-        "kdf": f"{EVALUATION_COST.describe()} (decisions do not depend on the KDF cost)",
-        "settings": {"enrol_images": args.enrol_images, "genuine_attempts_per_person": args.genuine_attempts,
-                     "impostor_people_per_person": args.impostor_people, "max_people": args.max_people, "seed": args.seed,
-                     "pairs_identities_only": str(pairs) if pairs else None},
-        "datasets": [],
-    }
-    print(f"parameter set {args.parameter_set}; KDF {report['kdf']}")
-    for path, identities in inputs:
-        data = load_embeddings(path, identities)
-        result = evaluate(
-            data, scheme, policies, enrol_images=args.enrol_images, genuine_attempts=args.genuine_attempts,
-            impostor_people=args.impostor_people, max_people=args.max_people, seed=args.seed,
-        )
-        print(format_table(result))
-        report["datasets"].append(asdict(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    written = []
+    for dataset, families in models.items():
+        mine = [r for r in rows if r.dataset == dataset and r.users == 1 and r.genuine_attempts]
+        if not mine:
+            continue
+        curves = [Curve(f"m{m} lattice (distance model, 1 user)", g, i) for (m, _, _), (g, i) in sorted(families.items())]
+        points = [Point(r.operating_point, r.far, r.far_upper95, r.frr, r.impostor_attempts, r.genuine_attempts,
+                        r.device_default or r.wallet_default) for r in mine]
+        path = folder / f"det-{dataset}.png"
+        det_plot(path, f"{dataset}: unlock attempts, policy {mine[0].policy}, probe {mine[0].probe}, 1 enrolled user", curves, points)
+        written.append(path)
+    return written
+
+
+def _points(names: list[str] | None, fars: list[float] | None) -> "list[OperatingPoint]":
+    from latticelock.kernels.params import OPERATING_POINTS, operating_point, operating_point_for_far
+
+    chosen = [operating_point(n) for n in names or []] + [operating_point_for_far(f) for f in fars or []]
+    return list(dict.fromkeys(chosen)) or list(OPERATING_POINTS.values())
+
+
+def _handler(args) -> int:
+    from latticelock.device.enrol import EnrolConfig
+    from latticelock.device.policy import DEFAULT_POLICY
+    from latticelock.kernels.kdf import EVALUATION_COST
+    from latticelock.tools.attempts import lfw_split
+    from latticelock.tools.embeddings import load_embeddings
+    from latticelock.tools.flags import check_json_target, write_json
+
+    check_json_target(args.json)
+    for name in ("users", "max_slices", "enrol_frames"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ToolsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not (args.embeddings or args.faces94 or args.deepface):
+        raise ToolsError("give at least one dataset: --embeddings (LFW), --faces94 or --deepface")
+    points = _points(args.operating_point, args.far)
+    policy = parse_policy(args.policy) if args.policy else DEFAULT_POLICY
+    frames = args.enrol_frames or EnrolConfig().frames
+    plots = args.plots or (Path(args.json).expanduser().parent if args.json else None)
+    if plots is not None and not Path(plots).is_dir():
+        raise ToolsError(f"--plots {plots}: folder does not exist")
+    pools: dict[str, Pool] = {}
+    if args.embeddings:
+        lfw = load_embeddings(args.embeddings)
+        evaluated, _ = lfw_split(lfw, args.pairs, args.datasets)
+        pools["lfw"] = dataset_pool("lfw", lfw, evaluated, frames, policy.n, args.max_slices)
+    for name, path in (("faces94", args.faces94), ("deepface", args.deepface)):
+        if path:
+            pools[name] = dataset_pool(name, load_embeddings(path), None, frames, policy.n, args.max_slices)
+    if "lfw" in pools and "faces94" in pools:
+        pools["lfw->faces94"] = cross_pool(pools["lfw"], pools["faces94"])
+        pools["faces94->lfw"] = cross_pool(pools["faces94"], pools["lfw"])
+    kdf = f"{EVALUATION_COST.describe()}: the evaluation cost; no decision depends on the KDF"
+    print(f"policy {policy.describe()}, probe {args.probe}, {frames}-frame enrolment, stores of 1 and {args.users} users; KDF {kdf}")
+    rows, models = evaluate(list(pools.values()), points, policy, args.probe, args.users, seed=args.seed, backend=args.decoder_backend)
+    print(format_table(rows))
+    written = write_plots(Path(plots), rows, models) if plots is not None else []
+    for path in written:
+        print(f"DET plot: {path}")
+    write_json(args.json, {
+        "kdf": kdf, "policy": asdict(policy), "probe": args.probe, "enrol_frames": frames, "max_slices": args.max_slices,
+        "seed": args.seed, "datasets": {p.name: {"enrolled": len(p.enrolled), "identities": len(p.attempts)} for p in pools.values()},
+        "rows": [asdict(r) for r in rows], "plots": [str(p) for p in written],
+    })
     return 0
 
 
 def register(commands) -> None:
+    from latticelock.tools import flags
+    from latticelock.tools.attempts import far_flag, pairs_flag, probe_flag
+
     parser = commands.add_parser(
-        "policy",
-        help="FAR/FRR per unlock attempt of the device's multi-frame policy",
-        description="Simulate unlock attempts on embedded faces and report FAR/FRR per attempt with 95%% Wilson intervals.",
+        "policy", help="FAR/FRR per unlock attempt of every operating point, per dataset and across datasets",
+        description="Unlock attempts through the device's matcher and policy: FAR and FRR per attempt with 95%% "
+                    "upper bounds and counts, for stores of 1 and N users; DET plots per dataset.",
     )
-    parser.add_argument("--embeddings", required=True, help="LFW embeddings (.npz from `latticelock eval embed`)")
-    parser.add_argument("--faces94", help="faces94 embeddings (.npz), evaluated on all its identities")
-    parser.add_argument("--parameter-set", default=DEFAULT_SET, help=f"L2FE-Hash parameter set (default {DEFAULT_SET})")
-    parser.add_argument("--policy", action="append", metavar="K/N", help=f"policy to measure, repeatable (default {' '.join(DEFAULT_POLICIES)})")
-    parser.add_argument("--enrol-images", type=int, default=3, help="images averaged into the enrolment template (default 3)")
-    parser.add_argument("--genuine-attempts", type=int, default=10, help="genuine attempts per enrolled person (default 10)")
-    parser.add_argument("--impostor-people", type=int, default=10, help="impostor identities tried against each record (default 10)")
-    parser.add_argument("--max-people", type=int, default=300, help="enrol at most this many people per dataset (default 300)")
-    parser.add_argument("--pairs", help="LFW pairs file whose identities are evaluated (default: $LATTICELOCK_DATASETS/lfw_pairs.txt)")
-    parser.add_argument("--all-identities", action="store_true", help="evaluate every LFW identity (only if the projection was not fitted on them)")
-    parser.add_argument("--decoder-backend", default="auto", choices=("auto", "cpu", "gpu"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    flags.embeddings(parser, required=False)
+    parser.add_argument("--faces94", type=Path, metavar="FILE.npz", help="faces94 embeddings (device-like captures)")
+    parser.add_argument("--deepface", type=Path, metavar="FILE.npz", help="deepface photos embeddings")
+    pairs_flag(parser)
+    flags.datasets(parser)
+    parser.add_argument("--operating-point", action="append", metavar="NAME",
+                        help="a parameter set or a purpose (unlock, wallet, paper), repeatable (default: every named point)")
+    far_flag(parser, "evaluate the point calibrated for it")
+    parser.add_argument("--users", type=int, default=10, help="people in the larger store (default 10; 1 is always measured)")
+    parser.add_argument("--policy", metavar="K/N", help="k of n frames (default: the device's default policy)")
+    probe_flag(parser)
+    parser.add_argument("--enrol-frames", type=int, help="images averaged into a template (default: the device's enrolment)")
+    parser.add_argument("--max-slices", type=int, default=DEFAULT_MAX_SLICES,
+                        help=f"attempts per identity at most (default {DEFAULT_MAX_SLICES})")
+    flags.decoder_backend(parser)
+    parser.add_argument("--seed", type=int, default=0, help="derives the records' coins (default 0)")
+    parser.add_argument("--plots", type=Path, metavar="DIR", help="folder for the DET plots (default: the --json folder)")
+    flags.json_output(parser, "the rows")
     parser.set_defaults(func=_handler)

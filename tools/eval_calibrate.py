@@ -1,0 +1,242 @@
+"""`latticelock eval calibrate`: device radii for per-attempt false-accept targets, from public faces only.
+
+The operating points of `kernels.params` share the device lattice of `l2fe-facenet-m64` (one lattice
+for every user on the microcontroller) and differ only in their radius, so calibrating one is finding a
+radius. Acceptance is exactly |e - e'| <= radius (`tools.attempts`, the distance model), so the radius
+for a target is read off the scores of impostor attempts:
+
+- Faces: LFW identities that no pair of lfw_pairs.txt names (the evaluation never sees them). Each
+  gets a device template from its first images (up to the enrolment's 5; most public identities have
+  one photo, and their template is that photo) and its attempts (`tools.attempts.slices`).
+- Attempts: every template against every other identity's attempts, scored as the device's default
+  policy decides (k-th smallest distance of the attempt's n probes): one enrolled user, one attempt.
+  Two one-photo identities against each other are one comparison, not two (the score is symmetric).
+- Cross-fitting: the shipped PCA was fitted on these same faces, and a PCA spreads its own training
+  faces apart (an in-sample radius comes out too large). So the identities are split into folds and
+  each comparison is scored with a PCA fitted without the folds of both its faces.
+- Averaged templates: the device averages its enrolment frames, and a template averaged from several
+  photos sits nearer the mean face, so nearer strangers, than one photo does (on the public faces,
+  templates of 2-5 photos accepted about twice as many strangers at the same radius). Most public
+  identities have one photo, so their attempts are split by template: one photo, and several photos.
+- The radius: the largest (to 0.1) that meets the target in both groups. A group with at least
+  3 / target attempts (rule of three) must keep its 95% Wilson upper bound at or below the target; a
+  group with fewer (the averaged templates, below 1e-4: LFW has 52 public identities with two or
+  more photos) cannot certify the target and must at least show no false accept. One group at least
+  must be large enough to certify it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from latticelock.tools.errors import ToolsError
+
+if TYPE_CHECKING:
+    from latticelock.device.policy import PolicyConfig
+    from latticelock.kernels.params import L2FEParams
+    from latticelock.tools.attempts import Identity
+    from latticelock.tools.embeddings import EmbeddingsFile
+
+DEFAULT_TARGETS = (1e-4, 1e-5)
+
+
+@dataclass(frozen=True)
+class GroupFigures:
+    """What one group of impostor attempts says at the calibrated radius."""
+
+    templates: str  # "1 photo" or "2+ photos"
+    false_accepts: int
+    impostor_attempts: int
+    far: float
+    far_upper95: float
+    certifies: bool  # enough attempts for the target (rule of three), and the Wilson bound within it
+
+
+@dataclass(frozen=True)
+class CalibratedRadius:
+    far_target: float
+    radius: float
+    threshold: float  # radius / scale: the projected-space L2 distance
+    attempts_needed: int  # rule of three
+    groups: list[GroupFigures]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    base: str
+    scale: float
+    identities: int
+    images: int
+    templates_by_images: dict[int, int]
+    folds: int
+    policy: str
+    probe: str
+    impostor_attempts: int
+    radii: list[CalibratedRadius]
+
+
+def fold_scores(data: "EmbeddingsFile", people: "list[Identity]", templates: np.ndarray, folds: int, params: "L2FEParams",
+                k: int, n: int, probe: str, rng: np.random.Generator, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Impostor attempt scores, each from a PCA fitted without the folds of both faces it compares, and
+    whether each attempt's template averages several photos."""
+    from itertools import combinations_with_replacement
+
+    from tqdm import tqdm
+
+    from latticelock.kernels.projection import fit_projection
+    from latticelock.tools.attempts import attempt_scores, probe_keys, probe_vectors, scaled, slices
+
+    fold = rng.permutation(len(people)) % folds
+    single = np.array([len(p.rows) == 1 for p in people])
+    out, averaged = [], []
+    for i, j in tqdm(list(combinations_with_replacement(range(folds), 2)), desc="calibrate (fold pairs)", disable=not progress):
+        members = np.flatnonzero((fold == i) | (fold == j))
+        fit_rows = np.concatenate([people[p].rows for p in np.flatnonzero((fold != i) & (fold != j))])
+        if len(fit_rows) <= params.m:
+            raise ToolsError(f"{len(fit_rows)} public images outside folds {i} and {j} cannot fit a {params.m}-dimension PCA: "
+                             "use fewer folds or more public identities")
+        pca = fit_projection(data.embeddings[fit_rows], params.m, {})
+        owners, keys, index = [], {}, []
+        for p in members:
+            for attempt in slices(people[p].rows, n):
+                owners.append(p)
+                index.append([keys.setdefault(key, len(keys)) for key in probe_keys(attempt, probe)])
+        probes = scaled(params, pca, probe_vectors(data.embeddings, list(keys)))
+        scores = attempt_scores(scaled(params, pca, templates[members]), probes, np.array(index), k)
+        owner = np.array(owners)
+        a, b = members[:, None], owner[None, :]
+        keep = (a != b) & ((fold[a] != fold[b]) | (i == j))
+        keep &= ~(single[a] & single[b] & (a > b))
+        out.append(scores[keep])
+        averaged.append(np.broadcast_to(~single[a], keep.shape)[keep])
+    return np.concatenate(out), np.concatenate(averaged)
+
+
+def group_limit(scores: np.ndarray, target: float) -> float:
+    """The largest radius (to 0.1) this group allows: its Wilson bound within the target when it has the
+    attempts the rule of three asks for, else no false accept at all."""
+    from latticelock.tools.rates import rule_of_three, wilson_upper
+
+    allowed = 0
+    if len(scores) >= rule_of_three(target):
+        while wilson_upper(allowed + 1, len(scores)) <= target:
+            allowed += 1
+    s = np.sort(scores)
+    if allowed >= len(s):
+        return math.inf
+    radius = math.floor(s[allowed] * 10) / 10
+    while np.count_nonzero(s <= radius) > allowed:
+        radius = round(radius - 0.1, 1)
+    return radius
+
+
+def radius_for(groups: dict[str, np.ndarray], target: float, max_radius: float) -> CalibratedRadius:
+    """The largest radius (to 0.1) that every group of impostor scores allows for `target`."""
+    from latticelock.tools.rates import rule_of_three, wilson_upper
+
+    needed = rule_of_three(target)
+    sizes = {name: len(scores) for name, scores in groups.items()}
+    if not any(n >= needed and wilson_upper(0, n) <= target for n in sizes.values()):
+        raise ToolsError(
+            f"FAR {target:g} per attempt cannot be supported by these impostor attempts ({sizes}): "
+            f"the rule of three needs {needed} without a false accept, the Wilson bound {math.ceil(3.8415 / target)}"
+        )
+    radius = min(group_limit(scores, target) for scores in groups.values())
+    if radius > max_radius:
+        raise ToolsError(f"FAR {target:g} needs radius {radius}, beyond what the device lattice decodes uniquely ({max_radius})")
+    figures = []
+    for name, scores in groups.items():
+        errors = int(np.count_nonzero(scores <= radius))
+        upper = wilson_upper(errors, len(scores)) if len(scores) else 1.0
+        figures.append(GroupFigures(name, errors, len(scores), errors / max(1, len(scores)), upper,
+                                    len(scores) >= needed and upper <= target))
+    return CalibratedRadius(target, radius, 0.0, needed, figures)
+
+
+def calibrate(data: "EmbeddingsFile", public: frozenset[str], targets: list[float] | tuple[float, ...], *, folds: int = 4,
+              frames: int | None = None, policy: "PolicyConfig | None" = None,
+              probe: str = "frame", seed: int = 0, progress: bool = True) -> Calibration:
+    """Radii of the device lattice for each per-attempt FAR target, from the `public` identities of `data`."""
+    from dataclasses import replace
+
+    from latticelock.device.enrol import EnrolConfig, make_template
+    from latticelock.device.policy import DEFAULT_POLICY
+    from latticelock.kernels.params import DEVICE_BASE
+    from latticelock.tools.attempts import identities
+
+    policy = policy or DEFAULT_POLICY
+    frames = frames or EnrolConfig().frames
+    if folds < 3:
+        raise ToolsError(f"cross-fitting needs at least 3 folds (a PCA fitted without two of them), got {folds}")
+    people = identities(data, public)
+    if len(people) < folds:
+        raise ToolsError(f"{data.path}: {len(people)} public identities cannot fill {folds} folds")
+    templates = np.stack([make_template(data.embeddings[p.rows[:frames]]) for p in people])
+    scores, averaged = fold_scores(data, people, templates, folds, DEVICE_BASE, policy.k, policy.n, probe,
+                                   np.random.default_rng(seed), progress)
+    groups = {"1 photo": scores[~averaged], "2+ photos": scores[averaged]}
+    radii = []
+    for target in targets:
+        r = radius_for(groups, target, DEVICE_BASE.radius)
+        radii.append(replace(r, threshold=r.radius / DEVICE_BASE.scale))
+    return Calibration(
+        DEVICE_BASE.name, DEVICE_BASE.scale, len(people), int(sum(len(p.rows) for p in people)),
+        dict(sorted(Counter(min(len(p.rows), frames) for p in people).items())), folds,
+        f"{policy.k}/{policy.n}", probe, len(scores), radii,
+    )
+
+
+def format_calibration(c: Calibration) -> str:
+    lines = [
+        f"public identities {c.identities} ({c.images} images); templates by images averaged: "
+        + ", ".join(f"{k}: {v}" for k, v in c.templates_by_images.items()),
+        f"device lattice {c.base} (scale {c.scale}); policy {c.policy}, probe {c.probe}, 1 enrolled user; "
+        f"{c.folds}-fold cross-fitted PCA; {c.impostor_attempts} impostor attempts",
+        f"  {'target':>8} {'radius':>8} {'threshold':>9} {'needed':>8}  {'templates':<10} {'accepts':>8} {'attempts':>9} "
+        f"{'FAR':>9} {'upper95':>9}  certifies",
+    ]
+    for r in c.radii:
+        for i, g in enumerate(r.groups):
+            head = f"  {r.far_target:8.0e} {r.radius:8.1f} {r.threshold:9.4f} {r.attempts_needed:>8}" if i == 0 else " " * 38
+            lines.append(f"{head}  {g.templates:<10} {g.false_accepts:>8} {g.impostor_attempts:>9} {g.far:9.2e} "
+                         f"{g.far_upper95:9.2e}  {'yes' if g.certifies else 'no: too few attempts, none accepted'}")
+    return "\n".join(lines)
+
+
+def _handler(args) -> int:
+    from latticelock.tools.attempts import lfw_split
+    from latticelock.tools.embeddings import load_embeddings
+    from latticelock.tools.flags import check_json_target, write_json
+
+    check_json_target(args.json)
+    data = load_embeddings(args.embeddings)
+    _, public = lfw_split(data, args.pairs, args.datasets)
+    result = calibrate(data, public, args.far or DEFAULT_TARGETS, folds=args.folds, probe=args.probe, seed=args.seed)
+    print(format_calibration(result))
+    write_json(args.json, asdict(result))
+    return 0
+
+
+def register(commands) -> None:
+    from latticelock.tools import flags
+    from latticelock.tools.attempts import far_flag, pairs_flag, probe_flag
+
+    parser = commands.add_parser(
+        "calibrate", help="device radii for per-attempt FAR targets, from public LFW identities",
+        description="Calibrate operating points of the device lattice on LFW identities that no pair names "
+                    "(cross-fitted PCA; 95%% Wilson bound; rule of three for the attempts needed).",
+    )
+    flags.embeddings(parser)
+    pairs_flag(parser)
+    flags.datasets(parser)
+    far_flag(parser, f"the targets to calibrate (default {' '.join(f'{t:g}' for t in DEFAULT_TARGETS)})")
+    parser.add_argument("--folds", type=int, default=4, help="identity folds for cross-fitting the PCA (default 4)")
+    probe_flag(parser)
+    parser.add_argument("--seed", type=int, default=0, help="fold assignment (default 0)")
+    flags.json_output(parser, "the calibration")
+    parser.set_defaults(func=_handler)
