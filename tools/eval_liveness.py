@@ -45,7 +45,7 @@ from latticelock.device.policy import Decision
 from latticelock.tools import flags
 from latticelock.tools.datasets import datasets_dir
 from latticelock.tools.errors import ToolsError
-from latticelock.tools.eval_policy import wilson_interval
+from latticelock.tools.rates import wilson_interval
 
 FRAME_SIZE = (640, 480)
 FOCAL_PX = 600.0
