@@ -67,7 +67,12 @@ def test_plain_enrol_unlock_users_delete(fake_cli, capsys):
     assert main(["device", "unlock", "--source", f"dir://{write_frames(tmp / 'p2', 2, [60, 61, 62, 63, 64])}"]) == 1
     assert capsys.readouterr().out.startswith("REJECT: no 2 of 3 frames within 10 s")
     assert main(["device", "users"]) == 0
-    assert re.search(r"alice\s+l2fe-hash\s+l2fe-facenet-m64\s+\d+\s+1", capsys.readouterr().out)
+    assert re.search(r"alice\s+l2fe-hash\s+l2fe-device-far1e-4\s+\d+\s+1", capsys.readouterr().out)
+    wallet_dir = f"dir://{write_frames(tmp / 'w', 3, range(5))}"
+    assert main(["device", "enrol", "bob", "--purpose", "wallet", "--source", wallet_dir]) == 0
+    assert "operating point l2fe-wallet-far1e-5 (wallet: calibrated for at most 1e-05 false accepts per attempt)" in capsys.readouterr().out
+    assert main(["device", "enrol", "cy", "--parameter-set", "l2fe-far1e-9", "--source", wallet_dir]) == 2
+    assert "unknown parameter set 'l2fe-far1e-9'" in capsys.readouterr().err
     assert main(["device", "delete", "alice"]) == 0
     assert main(["device", "delete", "alice"]) == 2
     assert "no user named 'alice'" in capsys.readouterr().err

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from latticelock.device.policy import DEFAULT_POLICY
-from latticelock.kernels.params import DEFAULT_SET as DEFAULT_PARAMETER_SET
+from latticelock.kernels.params import DEFAULT_FOR_PURPOSE
 from latticelock.tools import flags
 
 PLAIN_WARNING = (
@@ -77,7 +77,10 @@ def register(commands) -> None:
     _camera(enrol)
     enrol.add_argument("--frames", type=int, help="good frames to average (default 5)")
     enrol.add_argument("--max-spread", type=float, help="largest L2 distance of a capture from the captures' medoid (default 1.0)")
-    enrol.add_argument("--parameter-set", help=f"L2FE-Hash parameter set (default {DEFAULT_PARAMETER_SET})")
+    enrol.add_argument("--purpose", choices=("unlock", "wallet"),
+                       help=f"what the user will do, which picks the operating point: unlock ({DEFAULT_FOR_PURPOSE['unlock']}, "
+                            f"the default) or wallet ({DEFAULT_FOR_PURPOSE['wallet']}, stricter)")
+    enrol.add_argument("--parameter-set", help="a named operating point instead of the purpose's (see `latticelock eval policy`)")
     enrol.add_argument("--plain", action="store_true", help="create a PLAIN store (no microcontroller): " + PLAIN_WARNING)
     flags.json_output(enrol)
     enrol.set_defaults(func=_enrol)
@@ -280,7 +283,11 @@ def _enrol(args) -> int:
         max_spread=_float(args, config, "max_spread", 1.0),
         quality=_quality(args, config),
     )
-    parameter_set = _str(args, config, "parameter_set", DEFAULT_PARAMETER_SET)
+    purpose = _str(args, config, "purpose", "unlock")
+    if purpose not in ("unlock", "wallet"):
+        raise ConfigError(f"setting purpose must be unlock or wallet, got {purpose!r}")
+    parameter_set = _str(args, config, "parameter_set", DEFAULT_FOR_PURPOSE[purpose])
+    _describe_operating_point(parameter_set)
     path = _store_path(args, config)
     if (path / "STORE").exists():
         mode = FlashStore(path, create=False).mode
@@ -306,7 +313,8 @@ def _enrol(args) -> int:
                                           recipe_options=_recipe_options(args, config))
     rejected = ", ".join(f"{n} {why}" for why, n in capture.rejected.most_common()) or "none"
     print(f"enrolled {user.name!r} (generation {user.generation}) from {len(capture.names)} frames of {capture.seen} read; rejected: {rejected}")
-    print(f"stored {len(user.record_bytes)} bytes of {user.scheme_id} record ({parameter_set}) in {store.path}")
+    print(f"stored {len(user.record_bytes)} bytes of {user.scheme_id} record in {store.path}; "
+          f"operating point {_describe_operating_point(parameter_set)}")
     if mode == "hardened":
         print(f"hardened: the helper data is sealed to the microcontroller, which matches every face itself; "
               f"unlock public key {public_key.hex()}")
@@ -345,6 +353,17 @@ def _liveness(args, config, default: str):
         print(f"liveness: {p}", flush=True)
 
     return Liveness(LivenessConfig(steps=steps), prompt, challenge)
+
+
+def _describe_operating_point(parameter_set: str) -> str:
+    """The operating point in words (ParameterSetError, exit 2, for a name that does not exist)."""
+    from latticelock.kernels.params import OPERATING_POINTS, get_parameter_set
+
+    get_parameter_set(parameter_set)
+    point = OPERATING_POINTS.get(parameter_set)
+    if point is None or point.far_per_attempt is None:
+        return f"{parameter_set} (a comparison set of the paper's 1% false-match point: not for a device)"
+    return f"{parameter_set} ({point.purpose}: calibrated for at most {point.far_per_attempt:g} false accepts per attempt)"
 
 
 def _attempt(args, config, mcu, purpose: int = 1, account: int = 0, message: bytes = b"", liveness_default: str = "none"):
