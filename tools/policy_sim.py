@@ -104,7 +104,8 @@ class _Offered:
         self._table = table
         self._audience = audience
 
-    def attempt(self) -> "_Offered":  # PlainMatcher opens its attempt from a gallery
+    def attempt(self, wallet: bool = False) -> "_Offered":
+        # PlainMatcher opens its attempt from a gallery; the batch was decoded at the evaluated point's radius.
         return self
 
     def offer(self, embedding: np.ndarray) -> "tuple[Candidate, ...]":
