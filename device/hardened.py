@@ -134,6 +134,12 @@ def enrol(store: FlashStore, mcu: "McuClient", user: str, template: np.ndarray, 
     from latticelock.firmware_bridge.messages import Purpose
     from latticelock.kernels.recipe import probe_vector, radius_sq, sealed_record
 
+    from latticelock.kernels.params import OPERATING_POINTS
+
+    point = OPERATING_POINTS.get(parameter_set)
+    if point is None or point.far_per_attempt is None:
+        raise EnrolmentError(f"{parameter_set} is not an operating point for a device (the paper's comparison sets "
+                             "accept far too many strangers); use --purpose unlock or wallet")
     lattice_id = ensure_lattice(mcu, parameter_set)
     generation = store.next_generation(user)
     others, _ = sealed_users(store)

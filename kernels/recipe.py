@@ -247,12 +247,20 @@ def _lattice_family(p) -> tuple:
 
 
 def device_lattice(seed: bytes, parameter_set: str) -> DeviceLattice:
-    """Reduce (and cache) the basis of the device lattice for `parameter_set` from a 32-byte seed."""
-    from latticelock.kernels.params import PARAMETER_SETS
+    """Reduce (and cache) the basis of the device lattice for `parameter_set` from a 32-byte seed.
+
+    Its `max_radius`, the largest radius the chip will accept for any record, is that of the device's
+    operating points on this lattice, never a comparison set's: at the paper's 1% radius the centre of
+    the projection (a vector anyone can send) lies within reach of nearly every face."""
+    from latticelock.kernels.params import OPERATING_POINTS, PARAMETER_SETS
 
     p = get_parameter_set(parameter_set)
     rb = reduced_basis_for(seed, p.m, p.n, p.q, p.bkz_block)
-    shared = max(o.radius for o in PARAMETER_SETS.values() if _lattice_family(o) == _lattice_family(p))
+    calibrated = {name for name, point in OPERATING_POINTS.items() if point.far_per_attempt is not None}
+    if p.name in calibrated:
+        shared = max(PARAMETER_SETS[n].radius for n in calibrated if _lattice_family(PARAMETER_SETS[n]) == _lattice_family(p))
+    else:
+        shared = p.radius  # a comparison set (research, tests): the lattice takes its own radius and no more
     return DeviceLattice(p.name, bytes(seed), p.q, p.m, p.n, shared, rb.basis, rb.mu, rb.bstar_sqnorm, rb.proj)
 
 

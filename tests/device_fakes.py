@@ -18,7 +18,7 @@ from latticelock.kernels.projection import Projection
 from latticelock.models.mtcnn import Face
 
 DIM = 512
-PARAMETER_SET = "l2fe-facenet-m32"
+PARAMETER_SET = "l2fe-device-far1e-4"
 
 
 def synthetic_projection(seed: int = 0) -> Projection:

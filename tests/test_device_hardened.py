@@ -233,3 +233,24 @@ def test_a_stale_record_is_left_out_and_spoils_no_one_elses_attempt(tmp_path, de
     assert auth.user_names == ["bob"] and "re-enrol" in dict(auth.skipped)["alice"]
     assert attempt(tmp_path, auth, 2, [200, 201]).user == "bob"
     assert mcu.status()["failures"] == 0
+
+
+def test_only_a_device_operating_point_is_enrolled_and_the_chip_caps_the_radius(tmp_path, device):
+    """At the paper's 1% radius the centre of the projection (a vector anyone can send) reaches nearly
+    every face: the device refuses that point, and the chip's lattice takes no radius beyond the device's."""
+    import numpy as np
+
+    from latticelock.firmware_bridge.errors import McuError
+    from latticelock.firmware_bridge.messages import Purpose
+    from latticelock.kernels.params import get_parameter_set
+    from latticelock.kernels.recipe import radius_sq
+
+    store, mcu, _ = device
+    folder = write_frames(tmp_path / "enrol", 1, range(5))
+    with open_source(f"dir://{folder}") as source, pytest.raises(EnrolmentError, match="not an operating point for a device"):
+        enrol("alice", source, FakePipeline(), store, "l2fe-facenet-m64", EnrolConfig(frames=5), mcu=mcu,
+              recipe_options=RECIPE_OPTIONS)
+    enrol_person(tmp_path, store, mcu, "alice", 1)
+    mcu.open_session(Purpose.ENROL)
+    with pytest.raises(McuError, match="radius beyond the device lattice"):
+        mcu.enroll_face("bob", 1, radius_sq("l2fe-facenet-m64"), np.zeros(get_parameter_set(PARAMETER_SET).m, int))
