@@ -72,7 +72,7 @@ def enrol_plain(store_path: Path, spec: DeviceSpec, context: FleetContext) -> No
     from latticelock.device.store import FlashStore
     from latticelock.kernels.recipe import enrol
 
-    store = FlashStore(store_path)
+    store = FlashStore(store_path, mode="plain")
     for user in spec.users:
         store.put(user, enrol(context.enrolled[user], spec.parameter_set, label=user.encode("utf-8"),
                               kdf=_kdf(context), projection=context.projection))
