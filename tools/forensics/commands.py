@@ -47,8 +47,8 @@ def _inspect(args: argparse.Namespace) -> int:
         "image": report.image,
         "files": report.files,
         "image_checksum_ok": report.image_checksum_ok,
-        "users": [{"user": u.user, "scheme": u.scheme, "parameter_set": u.parameter_set, "record_bytes": u.record_bytes,
-                   "fields": u.fields, "leaks_face": u.leaks_face, "why": u.why, "file": u.file} for u in report.users],
+        "users": [{"user": u.user, "generation": u.generation, "scheme": u.scheme, "parameter_set": u.parameter_set,
+                   "record_bytes": u.record_bytes, "fields": u.fields, "leaks_face": u.leaks_face, "why": u.why, "file": u.file} for u in report.users],
         "corrupt": [{"path": p, "reason": why} for p, why in report.corrupt],
         "other_files": report.other_files,
     })
