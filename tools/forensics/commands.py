@@ -151,7 +151,8 @@ def _report(args: argparse.Namespace) -> int:
         train_faces=args.train_faces, guesses=args.guesses, repeats=args.repeats, kmeans=args.kmeans,
         target_fpr=args.target_fpr, model=args.model, lattice_budget=args.lattice_budget,
         lattice_radius=args.lattice_radius, lattice_bkz=args.lattice_bkz, device_kdf_victims=args.device_kdf_victims,
-        image_victims=args.image_victims, grid_victims=args.grid_victims, backend=args.decoder_backend, seed=args.seed,
+        image_victims=args.image_victims, grid_victims=args.grid_victims, hardened_victims=args.hardened_victims,
+        hardened_set=args.hardened_set, backend=args.decoder_backend, seed=args.seed,
     )
     report = run_report(faces, config, _eligible(args), progress=not args.quiet, image_attack=attack,
                         dataset=_lfw_folder(args, faces))
@@ -287,6 +288,11 @@ def register(commands) -> None:
     report.add_argument("--lattice-bkz", type=int, default=d.lattice_bkz, help="BKZ block size for the attack (default: the device's)")
     report.add_argument("--device-kdf-victims", type=int, default=d.device_kdf_victims,
                         help=f"victims attacked with records at the device's Argon2id cost (default {d.device_kdf_victims})")
+    report.add_argument("--hardened-victims", type=int, default=d.hardened_victims,
+                        help=f"attack victims also enrolled on simulated hardened devices, one each (default "
+                             f"{d.hardened_victims}; 0: no hardened rows)")
+    report.add_argument("--hardened-set", default=d.hardened_set,
+                        help=f"parameter set of the hardened devices (default {d.hardened_set})")
     report.add_argument("--generator", type=Path, metavar="FILE.pt", help="face generator weights (default: the cached one)")
     report.add_argument("--no-image", action="store_true", help="skip the image-space attack (no PyTorch needed)")
     report.add_argument("--fleet", type=Path, metavar="DIR", help="add the summary of a finished `forensics fleet` folder")
