@@ -221,7 +221,7 @@ def _fleet(args: argparse.Namespace) -> int:
     index = {str(v): i for i, v in enumerate(split.victim_labels)}
     users = {u for s in specs for u in s.users}
     context = FleetContext({u: split.enrolled[index[u]] for u in users}, {u: split.other[index[u]] for u in users},
-                           centres, tau, budget=args.budget, fast_kdf=args.fast_kdf)
+                           centres, tau, budget=args.budget, fast_kdf=args.fast_kdf, devices=args.out.resolve())
     results = run_fleet(specs, context, args.out, address=args.address, max_in_flight=args.max_in_flight,
                         progress=not args.quiet)
     summary = summarise(results, plan)
@@ -315,7 +315,8 @@ def register(commands) -> None:
     fleet.add_argument("--kmeans", type=int, default=16, help="k-means centroids the thief guesses after the mean face (default 16)")
     fleet.add_argument("--fast-kdf", action="store_true", help="records with the evaluation Argon2id cost (decisions unchanged)")
     fleet.add_argument("--out", type=Path, default=Path("fleet-results"), metavar="DIR",
-                       help="per-device results, resumable (default ./fleet-results)")
+                       help="per-device results and each device's folder (store, stolen image, hardened: the chip's "
+                            "flash), resumable (default ./fleet-results)")
     fleet.add_argument("--address", help="join an existing Ray cluster (default: start a local Ray)")
     fleet.add_argument("--max-in-flight", type=int, default=2, help="device tasks running at once (default 2)")
     flags.json_output(fleet, "the fleet summary")
