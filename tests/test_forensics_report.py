@@ -153,6 +153,9 @@ def test_cli_steal_inspect_report(tmp_path, capsys):
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert {r["threat_model"] for r in rows if r["scheme"] == "l2fe-hash-mcu"} == {"flash only", "device in hand",
                                                                                      "mcu secrets extracted"}
+    code = main(["forensics", "report", "--embeddings", str(tmp_path / "e.npz"), "--hardened-set", "l2fe-bogus", "--no-image",
+                 "--quiet"])
+    assert code == 2 and "unknown parameter set 'l2fe-bogus'" in capsys.readouterr().err
     assert main(["forensics", "inspect", str(tmp_path / "missing.img")]) == 2
     assert "latticelock: error:" in capsys.readouterr().err
 

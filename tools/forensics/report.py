@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latticelock.kernels.params import DEFAULT_SET
+from latticelock.kernels.params import DEFAULT_SET, get_parameter_set
 from latticelock.tools.embeddings import normalise
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.forensics import protocol as P
@@ -152,7 +152,6 @@ def _decoder_backend(backend: str) -> str:
 def _timed_kdf(scheme_name: str) -> float:
     """Median seconds of one verifier evaluation at the set's device Argon2id cost."""
     from latticelock.kernels.hazmat.rep import derive
-    from latticelock.kernels.params import get_parameter_set
 
     p = get_parameter_set(scheme_name)
     times = []
@@ -180,6 +179,8 @@ def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, wo
 
     started = time.perf_counter()
     cfg = config
+    if cfg.hardened_victims:
+        get_parameter_set(cfg.hardened_set)  # an unknown set fails now, not after every other scheme's attacks
     rng = np.random.default_rng(cfg.seed)
     split = P.split_identities(faces, cfg.victim_fraction, cfg.max_victims, eligible, cfg.seed)
     thr = P.calibrate_tau(split.public, split.public_labels, cfg.target_fpr)
