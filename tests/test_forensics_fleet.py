@@ -38,17 +38,31 @@ def context():
 def test_plain_device_falls_to_the_lattice_attack_without_ray(context):
     users = tuple(list(context.enrolled)[:3])
     result = F.attack_device(F.DeviceSpec("device-0000", "plain", "l2fe-facenet-m32", users), context)
-    assert result["attackable"] and result["corrupt"] == [] and result["users"] == 3
+    assert result["corrupt"] == [] and result["users"] == 3 and result["refused"] == {} and result["beyond_flash"] == {}
     assert [r["user"] for r in result["results"]] == sorted(users)
     assert all(r["attack"] == "lattice" and r["scheme"] == "l2fe-hash" for r in result["results"])
     # synthetic faces sit near the mean face, inside the decoding radius: every key and face falls
     assert all(r["key"] and r["face"] and 1 <= r["kdf_evaluations"] <= 20 for r in result["results"])
 
 
-def test_hardened_device_is_counted_not_attackable_until_this_build_has_it(context):
-    result = F.attack_device(F.DeviceSpec("device-0001", "hardened", "l2fe-facenet-m32", ("id0000",)), context)
-    assert not result["attackable"] and result["results"] == []
-    assert result["note"] == "hardened mode unavailable: counted as not attackable from flash"
+def test_hardened_device_is_enrolled_on_its_chip_and_measured_per_threat_model(context, tmp_path):
+    from dataclasses import replace
+
+    kept = replace(context, devices=tmp_path)
+    users = ("id0000", "id0014", "id0028")
+    result = F.attack_device(F.DeviceSpec("device-0001", "hardened", "l2fe-facenet-m32", users), kept)
+    assert sorted(p.name for p in (tmp_path / "device-0001").iterdir()) == ["flash.img", "mcu", "store"]
+    enrolled = sorted(set(users) - set(result["refused"]))
+    assert [r["user"] for r in result["results"]] == enrolled and result["corrupt"] == []
+    assert all(r["scheme"] == "l2fe-hash-mcu" and not (r["key"] or r["face"]) for r in result["results"])  # flash only
+    in_hand, extracted = result["beyond_flash"]["device in hand"], result["beyond_flash"]["mcu secrets extracted"]
+    assert in_hand["cold"] == "PASSCODE_REQUIRED" and in_hand["k"] == 2
+    assert sum(in_hand["chip_answers"].values()) >= in_hand["attempts"]
+    assert [r["user"] for r in in_hand["results"]] == [r["user"] for r in extracted["results"]] == enrolled
+    # synthetic faces sit near the mean face: the chip's secrets give every key and face back
+    assert all(r["key"] and r["face"] for r in extracted["results"]) and 1 <= extracted["tag_checks"] <= 20 * len(enrolled)
+    again = F.attack_device(F.DeviceSpec("device-0001", "hardened", "l2fe-facenet-m32", users), kept)
+    assert again["refused"] == result["refused"]  # an unfinished device is rebuilt from a blank chip
     with pytest.raises(ToolsError, match="unknown device kind"):
         F.attack_device(F.DeviceSpec("device-0002", "quantum", "l2fe-facenet-m32", ("id0000",)), context)
 
@@ -67,11 +81,16 @@ def test_summary_counts_devices_and_users(context):
     results = [F.attack_device(F.DeviceSpec(f"device-{d:04d}", kind, "l2fe-facenet-m32", (f"id{2 * d:04d}", f"id{2 * d + 2:04d}")),
                                context) for d, kind in enumerate(("plain", "plain", "hardened"))]
     summary = F.summarise(results, {"devices": 3, "users": 2, "fast_kdf": True, "budget": 20, "tau": context.tau})
-    rows = {r["kind"]: r for r in summary["rows"]}
-    assert rows["plain"]["devices"] == 2 and rows["plain"]["users_key_falls"] == 1.0 and rows["plain"]["devices_face_falls"] == 1.0
-    assert rows["hardened"]["users_key_falls"] == 0.0 and rows["hardened"]["attackable_devices"] == 0
+    rows = {(r["kind"], r["threat_model"]): r for r in summary["rows"]}
+    assert set(rows) == {("plain", "flash only"), ("hardened", "flash only"), ("hardened", "device in hand"),
+                         ("hardened", "mcu secrets extracted")}
+    plain = rows[("plain", "flash only")]
+    assert plain["devices"] == 2 and plain["users_key_falls"] == 1.0 and plain["devices_face_falls"] == 1.0
+    flash = rows[("hardened", "flash only")]
+    assert flash["devices"] == 1 and flash["users_key_falls"] == 0.0 and flash["users_face_falls"] == 0.0
+    assert rows[("hardened", "device in hand")]["chip_attempts"] == results[2]["beyond_flash"]["device in hand"]["attempts"]
     table = F.summary_table(summary)
-    assert table.name == "Ours: fleet" and len(table.rows) == 2
+    assert table.name == "Ours: fleet" and len(table.rows) == 4 and len(table.notes) == 2
 
 
 def test_missing_ray_names_the_extra(monkeypatch, context, tmp_path):
@@ -121,4 +140,6 @@ def test_fleet_on_local_ray_resumes_after_being_killed(tmp_path):
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("device-*.json")}
     assert len(after) == 4 and all(after[name] == mtime for name, mtime in before.items())  # done devices kept
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert sum(r["devices"] for r in summary["rows"]) == 4 and "Ours: fleet" in second.stdout
+    assert sum(r["devices"] for r in summary["rows"] if r["threat_model"] == "flash only") == 4
+    assert "Ours: fleet" in second.stdout
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [f"device-{d:04d}" for d in range(4)]  # kept beside

@@ -102,7 +102,8 @@ def image_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen") / "gen.pt"
     gen = generator.build(split.public, crops, split.public_labels, {"path": "synthetic", "sha256": "-"}, out, threads=1)
     config = ReportConfig(schemes=("unprotected", "mrp"), attack_victims=12, image_victims=10, grid_victims=3,
-                          train_faces=150, guesses=30, repeats=2, kmeans=3, device_kdf_victims=0)
+                          train_faces=150, guesses=30, repeats=2, kmeans=3, device_kdf_victims=0, hardened_victims=4,
+                          hardened_set="l2fe-facenet-m32")
     projection = fit_projection(split.public, 64, {})
     report = run_report(faces, config, progress=False, projection=projection, image_attack=ImageAttack(gen, threads=1),
                         workdir=tmp_path_factory.mktemp("work"))
@@ -112,11 +113,14 @@ def image_report(tmp_path_factory):
 def test_image_rows_carry_the_issue_keys_and_grids(image_report):
     report, *_ = image_report
     modes = {(r["scheme"], r["mode"]) for r in report.image_rows}
-    assert modes == {("unprotected", "full"), ("mrp", "full"), ("mrp", "partial")}
+    assert modes == {("unprotected", "full"), ("mrp", "full"), ("mrp", "partial"), ("l2fe-hash-mcu", "hardened")}
     for row in report.image_rows:
         assert {"attack", "scheme", "mode", "asr", "asr_other_image", "victims", "generator"} <= set(row)
-        assert row["attack"] == "pipe-image" and row["victims"] == 10 and row["generator"] == "cpu-ridge64"
+        # the hardened devices hold the first 4 of the image victims
+        assert row["victims"] == (4 if row["mode"] == "hardened" else 10)
+        assert row["attack"] == "pipe-image" and row["generator"] == "cpu-ridge64"
         assert 0 <= row["asr"] <= 1 and 0 <= row["asr_other_image"] <= 1
+    assert len(report.grids["pipe-image l2fe-facenet-m32 hardened"]["victims"]) == 3
     grid = report.grids["pipe-image mrp-facenet-k128 partial"]
     assert len(grid["reconstructions"]) == 3 and grid["reconstructions"][0].shape == (SIZE, SIZE, 3)
     assert grid["photos"] == [None] * 3  # no dataset folder: no photos, and nothing fails

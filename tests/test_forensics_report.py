@@ -72,7 +72,8 @@ def small_report(tmp_path_factory):
     faces = _faceset(120)
     projection = fit_projection(faces.embeddings[200:], 64, {})
     config = ReportConfig(schemes=("unprotected", "mrp", "l2fe-facenet-m32"), attack_victims=8, train_faces=200,
-                          guesses=40, repeats=2, kmeans=4, lattice_budget=5, device_kdf_victims=0)
+                          guesses=40, repeats=2, kmeans=4, lattice_budget=5, device_kdf_victims=0, hardened_victims=3,
+                          hardened_set="l2fe-facenet-m32")
     return run_report(faces, config, progress=False, projection=projection, workdir=tmp_path_factory.mktemp("work"))
 
 
@@ -83,7 +84,7 @@ def test_report_json_schema_and_plots(small_report, tmp_path):
     assert data["rows"], "no rows"
     for row in data["rows"]:
         assert {"scheme", "attack", "test_set", "asr", "guesses"} <= set(row)
-        assert row["guesses"] >= 1
+        assert row["guesses"] >= (0 if row.get("not_applicable") else 1)
         assert (row["asr"] is None) == bool(row.get("not_applicable")) and (row["asr"] is None or 0.0 <= row["asr"] <= 1.0)
     attacks = {(r["parameter_set"], r["attack"], r["test_set"]) for r in data["rows"]}
     for pset in ("unprotected-facenet-l2", "mrp-facenet-k128", "l2fe-facenet-m32"):
@@ -94,13 +95,35 @@ def test_report_json_schema_and_plots(small_report, tmp_path):
     modes = {(r["parameter_set"], r.get("mode")) for r in data["rows"] if r["attack"] == "pipe"}
     assert {("mrp-facenet-k128", "full"), ("mrp-facenet-k128", "partial"), ("l2fe-facenet-m32", "plain")} <= modes
     assert {a["scheme"] for a in data["accuracy"]} == {"unprotected", "mrp", "l2fe-hash"}
-    assert {t["threat_model"] for t in data["threat_models"]} == {"flash only"}
+    threats = {(t["scheme"], t["threat_model"]) for t in data["threat_models"]}
+    assert threats == {(s, "flash only") for s in ("unprotected", "mrp", "l2fe-hash", "l2fe-hash-mcu")} | {
+        ("l2fe-hash-mcu", "device in hand"), ("l2fe-hash-mcu", "mcu secrets extracted")}
     text = format_report(small_report)
     assert "Table IV: MRP" in text and "Table X: L2FE-Hash" in text and "Table XII: Accuracy" in text
     assert "Ours: lattice" in text and "[not in the paper]" in text
     plots = write_plots(small_report, tmp_path / "plots")
     assert [p.name for p in plots] == ["asr_vs_guesses.png", "lattice_asr_vs_evaluations.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+
+
+def test_hardened_rows_measure_each_threat_model(small_report):
+    rows = {(r["threat_model"], r["attack"], r["test_set"]): r for r in small_report.rows if r["scheme"] == "l2fe-hash-mcu"}
+    assert {k[:2] for k in rows} == {("flash only", "lattice"), ("flash only", "dictionary"), ("flash only", "pipe"),
+                                     ("device in hand", "chip dictionary (public faces)"),
+                                     ("device in hand", "chip dictionary (centre first)"),
+                                     ("mcu secrets extracted", "lattice (chip secrets)")}
+    assert all(r["victims"] == 3 and r["parameter_set"] == "l2fe-facenet-m32" for r in rows.values())
+    for attack, why in (("lattice", "no c on the flash"), ("dictionary", "no verifier")):
+        row = rows[("flash only", attack, "unlock")]
+        assert row["not_applicable"] and row["asr"] is None and row["why"].startswith(why)
+    assert "random public face" in rows[("flash only", "pipe", "enrolled")]["how"]
+    public = rows[("device in hand", "chip dictionary (public faces)", "unlock")]
+    assert public["k"] == 2 and public["cold_device"] == {"PASSCODE_REQUIRED": 3}
+    # every counted attempt is accounted for: a reject, or an accept that ends (or continues) the run
+    assert public["attempts_mean"] * 3 == public["chip_answers"].get("REJECT", 0) + public["chip_answers"].get("ACCEPT", 0)
+    assert rows[("mcu secrets extracted", "lattice (chip secrets)", "unlock")]["exact_e_recovered"] == 1.0
+    text = format_report(small_report)
+    assert "Ours: hardened" in text and "l2fe-hash-mcu" not in text.split("Ours: dictionary")[1].split("Ours:")[0]
 
 
 def test_unprotected_is_broken_by_every_attack(small_report):
@@ -124,9 +147,15 @@ def test_cli_steal_inspect_report(tmp_path, capsys):
              failures=np.array([], dtype=str))
     code = main(["forensics", "report", "--embeddings", str(tmp_path / "e.npz"), "--pairs", str(tmp_path / "none.txt"),
                  "--schemes", "unprotected", "--guesses", "20", "--repeats", "2", "--kmeans", "3",
-                 "--train-faces", "50", "--attack-victims", "5", "--no-image", "--quiet", "--json", str(tmp_path / "r.json")])
+                 "--train-faces", "50", "--attack-victims", "5", "--hardened-victims", "1", "--hardened-set", "l2fe-facenet-m32",
+                 "--no-image", "--quiet", "--json", str(tmp_path / "r.json")])
     assert code == 0
-    assert json.loads((tmp_path / "r.json").read_text())["rows"]
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert {r["threat_model"] for r in rows if r["scheme"] == "l2fe-hash-mcu"} == {"flash only", "device in hand",
+                                                                                     "mcu secrets extracted"}
+    code = main(["forensics", "report", "--embeddings", str(tmp_path / "e.npz"), "--hardened-set", "l2fe-bogus", "--no-image",
+                 "--quiet"])
+    assert code == 2 and "unknown parameter set 'l2fe-bogus'" in capsys.readouterr().err
     assert main(["forensics", "inspect", str(tmp_path / "missing.img")]) == 2
     assert "latticelock: error:" in capsys.readouterr().err
 

@@ -47,8 +47,8 @@ def _inspect(args: argparse.Namespace) -> int:
         "image": report.image,
         "files": report.files,
         "image_checksum_ok": report.image_checksum_ok,
-        "users": [{"user": u.user, "scheme": u.scheme, "parameter_set": u.parameter_set, "record_bytes": u.record_bytes,
-                   "fields": u.fields, "leaks_face": u.leaks_face, "why": u.why, "file": u.file} for u in report.users],
+        "users": [{"user": u.user, "generation": u.generation, "scheme": u.scheme, "parameter_set": u.parameter_set,
+                   "record_bytes": u.record_bytes, "fields": u.fields, "leaks_face": u.leaks_face, "why": u.why, "file": u.file} for u in report.users],
         "corrupt": [{"path": p, "reason": why} for p, why in report.corrupt],
         "other_files": report.other_files,
     })
@@ -151,7 +151,8 @@ def _report(args: argparse.Namespace) -> int:
         train_faces=args.train_faces, guesses=args.guesses, repeats=args.repeats, kmeans=args.kmeans,
         target_fpr=args.target_fpr, model=args.model, lattice_budget=args.lattice_budget,
         lattice_radius=args.lattice_radius, lattice_bkz=args.lattice_bkz, device_kdf_victims=args.device_kdf_victims,
-        image_victims=args.image_victims, grid_victims=args.grid_victims, backend=args.decoder_backend, seed=args.seed,
+        image_victims=args.image_victims, grid_victims=args.grid_victims, hardened_victims=args.hardened_victims,
+        hardened_set=args.hardened_set, backend=args.decoder_backend, seed=args.seed,
     )
     report = run_report(faces, config, _eligible(args), progress=not args.quiet, image_attack=attack,
                         dataset=_lfw_folder(args, faces))
@@ -220,7 +221,7 @@ def _fleet(args: argparse.Namespace) -> int:
     index = {str(v): i for i, v in enumerate(split.victim_labels)}
     users = {u for s in specs for u in s.users}
     context = FleetContext({u: split.enrolled[index[u]] for u in users}, {u: split.other[index[u]] for u in users},
-                           centres, tau, budget=args.budget, fast_kdf=args.fast_kdf)
+                           centres, tau, budget=args.budget, fast_kdf=args.fast_kdf, devices=args.out.resolve())
     results = run_fleet(specs, context, args.out, address=args.address, max_in_flight=args.max_in_flight,
                         progress=not args.quiet)
     summary = summarise(results, plan)
@@ -287,6 +288,11 @@ def register(commands) -> None:
     report.add_argument("--lattice-bkz", type=int, default=d.lattice_bkz, help="BKZ block size for the attack (default: the device's)")
     report.add_argument("--device-kdf-victims", type=int, default=d.device_kdf_victims,
                         help=f"victims attacked with records at the device's Argon2id cost (default {d.device_kdf_victims})")
+    report.add_argument("--hardened-victims", type=int, default=d.hardened_victims,
+                        help=f"attack victims also enrolled on simulated hardened devices, one each (default "
+                             f"{d.hardened_victims}; 0: no hardened rows)")
+    report.add_argument("--hardened-set", default=d.hardened_set,
+                        help=f"parameter set of the hardened devices (default {d.hardened_set})")
     report.add_argument("--generator", type=Path, metavar="FILE.pt", help="face generator weights (default: the cached one)")
     report.add_argument("--no-image", action="store_true", help="skip the image-space attack (no PyTorch needed)")
     report.add_argument("--fleet", type=Path, metavar="DIR", help="add the summary of a finished `forensics fleet` folder")
@@ -309,7 +315,8 @@ def register(commands) -> None:
     fleet.add_argument("--kmeans", type=int, default=16, help="k-means centroids the thief guesses after the mean face (default 16)")
     fleet.add_argument("--fast-kdf", action="store_true", help="records with the evaluation Argon2id cost (decisions unchanged)")
     fleet.add_argument("--out", type=Path, default=Path("fleet-results"), metavar="DIR",
-                       help="per-device results, resumable (default ./fleet-results)")
+                       help="per-device results and each device's folder (store, stolen image, hardened: the chip's "
+                            "flash), resumable (default ./fleet-results)")
     fleet.add_argument("--address", help="join an existing Ray cluster (default: start a local Ray)")
     fleet.add_argument("--max-in-flight", type=int, default=2, help="device tasks running at once (default 2)")
     flags.json_output(fleet, "the fleet summary")

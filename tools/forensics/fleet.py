@@ -2,30 +2,41 @@
 attacked, one device per Ray task.
 
 `attack_device` is the whole per-device job as a plain function (tested without Ray): build the
-device's store the way its kind enrols users, steal the image, parse it with no secret, and run the
-attack suite on every record. `run_fleet` wraps it in `ray.remote` at the edge, keeps at most
-`max_in_flight` tasks running (`ray.wait`), writes each device's result as it arrives, and skips
-devices already written, so a rerun after an interruption resumes.
+device the way its kind enrols users, steal the image, parse it with no secret, run the attack suite
+on every record, and, for a kind that has more to give than its flash (hardened: the device in hand,
+the chip's secrets extracted), measure that too. `run_fleet` wraps it in `ray.remote` at the edge,
+keeps at most `max_in_flight` tasks running (`ray.wait`), writes each device's result as it arrives,
+and skips devices already written, so a rerun after an interruption resumes.
 
-Device kinds are pluggable: `DEVICE_KINDS` maps a kind to how it enrols users into a store. A kind
-without an enrolment function (hardened mode, until this build has it) is counted as not
-attackable from flash, with its reason in every result. Attacks are pluggable by record family
-(`ATTACKS`): plain L2FE-Hash records get the lattice attack.
+Each device lives in a folder of its own, beside its result when `FleetContext.devices` is set (the
+CLI sets it to the results folder): store/, flash.img and, hardened, mcu/ (the chip's flash). A device
+whose result was not written is built afresh (its folder is emptied first: a half-attacked chip has
+spent attempts that a rerun must not inherit).
+
+Device kinds are pluggable (`DEVICE_KINDS`: how a kind enrols users, and what it yields beyond its
+flash), and so are attacks by record family (`ATTACKS`): plain L2FE-Hash records get the lattice
+attack, sealed ones (`fleet_hardened`) the offline attacks that refuse them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from latticelock.tools.errors import ToolsError
+from latticelock.tools.forensics import fleet_hardened
+from latticelock.tools.forensics.chip import FLASH_ONLY
 
 INSTALL_HINT = "install the extra: pip install -e '.[fleet]'"
 
@@ -51,14 +62,28 @@ class FleetContext:
     radius: float = 2.5  # enumeration radius, in decoding radii
     fast_kdf: bool = False  # records with the evaluation Argon2id cost instead of the device's
     projection: object = None  # a replacement PCA projection (synthetic tests only)
+    devices: Path | None = None  # where each device's folder is kept (None: a temporary folder)
+
+    def falls(self, x: np.ndarray, user: str) -> tuple[bool, bool]:
+        """Whether the embedding `x` lies within tau of the user's enrolled embedding, and of the other image."""
+        return (bool(np.linalg.norm(x - self.enrolled[user]) <= self.tau),
+                bool(np.linalg.norm(x - self.other[user]) <= self.tau))
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    refused: dict[str, str]  # user -> why the device refused to enrol them (a collision with an earlier user)
+    device: Any = None  # what the kind's `beyond_flash` needs (hardened: `chip.HardenedDevice`)
 
 
 @dataclass(frozen=True)
 class DeviceKind:
     name: str
     description: str
-    enrol: Callable[[Path, DeviceSpec, FleetContext], None] | None
-    unavailable: str = ""  # why a kind without `enrol` cannot be simulated, and how it is counted
+    enrol: Callable[[Path, DeviceSpec, FleetContext], Enrolled]  # writes folder/store
+    # threat model -> {"results": [UserResult as dict], and the chip's counts}: what the stolen device gives
+    # beyond its flash, from `Enrolled.device` and the parsed records
+    beyond_flash: Callable[[Any, list, DeviceSpec, FleetContext], dict[str, dict]] | None = None
 
 
 def _kdf(context: FleetContext):
@@ -67,21 +92,22 @@ def _kdf(context: FleetContext):
     return EVALUATION_COST if context.fast_kdf else None
 
 
-def enrol_plain(store_path: Path, spec: DeviceSpec, context: FleetContext) -> None:
+def enrol_plain(folder: Path, spec: DeviceSpec, context: FleetContext) -> Enrolled:
     """The device's plain mode: each user's template through the kernels recipe, bound to the user name."""
     from latticelock.device.store import FlashStore
     from latticelock.kernels.recipe import enrol
 
-    store = FlashStore(store_path)
+    store = FlashStore(folder / "store", mode="plain")
     for user in spec.users:
         store.put(user, enrol(context.enrolled[user], spec.parameter_set, label=user.encode("utf-8"),
                               kdf=_kdf(context), projection=context.projection))
+    return Enrolled({})
 
 
 DEVICE_KINDS: dict[str, DeviceKind] = {
     "plain": DeviceKind("plain", "plain L2FE-Hash records in the host flash", enrol_plain),
-    "hardened": DeviceKind("hardened", "helper vector sealed to the microcontroller", None,
-                           "hardened mode unavailable: counted as not attackable from flash"),
+    "hardened": DeviceKind("hardened", "helper vector sealed to the microcontroller, which matches every face",
+                           fleet_hardened.enrol, fleet_hardened.beyond_flash),
 }
 
 
@@ -90,35 +116,42 @@ class UserResult:
     user: str
     scheme: str
     attack: str
-    key: bool  # the thief recovered the user's key
+    key: bool  # the thief recovered the user's key (hardened, device in hand: the chip signed with it)
     face: bool  # the thief's recovered embedding lies within tau of the user's enrolled embedding
     face_other_image: bool
-    kdf_evaluations: int
+    kdf_evaluations: int  # Argon2id evaluations (the chip's HMAC tag checks are counted by their threat model)
     seconds: float
 
 
 def lattice_user(record, user: str, spec: DeviceSpec, context: FleetContext) -> UserResult:
     """The lattice attack on one plain L2FE-Hash record (labels are user names, in the clear in the store)."""
     from latticelock.kernels.hazmat.rep import L2FERep, preprocess
-    from latticelock.tools.embeddings import normalise
-    from latticelock.tools.forensics.lattice_attack import lattice_attack
+    from latticelock.tools.forensics.lattice_attack import embedding_of, lattice_attack
 
     start = time.perf_counter()
     rep = L2FERep(record.parameter_set, kdf=_kdf(context), projection=context.projection)
     p = rep.params
     centres_e = preprocess(p, rep.projection, context.centres)
     hit = lattice_attack(rep, record, centres_e, context.radius * p.radius, context.budget, label=user.encode("utf-8"))
-    face = other = False
-    if hit.e is not None:
-        e = np.where(hit.e > p.q // 2, hit.e - p.q, hit.e)
-        x = normalise(rep.projection.mean + (e / p.scale) @ rep.projection.components[: p.m])
-        face = bool(np.linalg.norm(x - context.enrolled[user]) <= context.tau)
-        other = bool(np.linalg.norm(x - context.other[user]) <= context.tau)
+    face, other = context.falls(embedding_of(hit.e, p, rep.projection), user) if hit.e is not None else (False, False)
     return UserResult(user, record.scheme_id, "lattice", hit.s is not None, face, other, hit.evaluations,
                       time.perf_counter() - start)
 
 
-ATTACKS: dict[str, Callable] = {"l2fe-hash": lattice_user}
+ATTACKS: dict[str, Callable] = {"l2fe-hash": lattice_user, "l2fe-hash-mcu": fleet_hardened.sealed_user}
+
+
+@contextlib.contextmanager
+def _folder(spec: DeviceSpec, context: FleetContext) -> Iterator[Path]:
+    if context.devices is None:
+        with tempfile.TemporaryDirectory(prefix=f"latticelock-{spec.device}-") as tmp:
+            yield Path(tmp)
+        return
+    folder = context.devices / spec.device
+    if folder.exists():  # an interrupted run's device: rebuilt, never resumed (its chip may have counted attempts)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    yield folder
 
 
 def attack_device(spec: DeviceSpec, context: FleetContext) -> dict:
@@ -129,24 +162,22 @@ def attack_device(spec: DeviceSpec, context: FleetContext) -> dict:
     if spec.kind not in DEVICE_KINDS:
         raise ToolsError(f"unknown device kind {spec.kind!r}; known: {', '.join(DEVICE_KINDS)}")
     kind = DEVICE_KINDS[spec.kind]
-    result = {"device": spec.device, "kind": spec.kind, "parameter_set": spec.parameter_set, "users": len(spec.users),
-              "attackable": kind.enrol is not None, "note": kind.unavailable, "results": [], "corrupt": []}
-    if kind.enrol is None:
-        return result
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"latticelock-{spec.device}-") as tmp:
-        kind.enrol(Path(tmp) / "store", spec, context)
-        steal(Path(tmp) / "store", Path(tmp) / "flash.img")
-        inspected = inspect_dump(read_image(Path(tmp) / "flash.img"), spec.device)
-    result["corrupt"] = [f"{path}: {why}" for path, why in inspected.corrupt]
-    for user in inspected.users:
-        attack = ATTACKS.get(user.scheme)
-        if attack is None:
-            result["results"].append(asdict(UserResult(user.user, user.scheme, "none in this suite", False, False, False, 0, 0.0)))
-            continue
-        result["results"].append(asdict(attack(user.record, user.user, spec, context)))
-    result["seconds"] = time.perf_counter() - start
-    return result
+    with _folder(spec, context) as folder:
+        enrolled = kind.enrol(folder, spec, context)
+        steal(folder / "store", folder / "flash.img")
+        inspected = inspect_dump(read_image(folder / "flash.img"), spec.device)
+        results = []
+        for user in inspected.users:
+            attack = ATTACKS.get(user.scheme)
+            if attack is None:
+                results.append(asdict(UserResult(user.user, user.scheme, "none in this suite", False, False, False, 0, 0.0)))
+                continue
+            results.append(asdict(attack(user.record, user.user, spec, context)))
+        beyond = kind.beyond_flash(enrolled.device, inspected.users, spec, context) if kind.beyond_flash else {}
+    return {"device": spec.device, "kind": spec.kind, "parameter_set": spec.parameter_set, "users": len(spec.users),
+            "refused": enrolled.refused, "results": results, "beyond_flash": beyond,
+            "corrupt": [f"{path}: {why}" for path, why in inspected.corrupt], "seconds": time.perf_counter() - start}
 
 
 def plan_fleet(devices: int, users: int, victims: list[str], hardened_share: float, parameter_set: str,
@@ -246,27 +277,50 @@ def run_fleet(specs: list[DeviceSpec], context: FleetContext, out: Path, *, addr
 
 
 def summarise(results: list[dict], plan: dict) -> dict:
-    """Shares of devices and users whose faces or keys fall, per kind and parameter set, with cost."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in results:
-        groups.setdefault((r["kind"], r["parameter_set"]), []).append(r)
+    """Shares of devices and users whose faces or keys fall, per kind, parameter set and threat model
+    (flash only for every device; the kind's `beyond_flash` ones after it), with cost."""
+    groups: dict[tuple[str, str, str], list[tuple[dict, dict]]] = {}
+    for r in sorted(results, key=lambda r: (r["kind"], r["parameter_set"])):
+        groups.setdefault((r["kind"], r["parameter_set"], FLASH_ONLY), []).append((r, {"results": r["results"]}))
+        for threat, outcome in r["beyond_flash"].items():
+            groups.setdefault((r["kind"], r["parameter_set"], threat), []).append((r, outcome))
     rows = []
-    for (kind, pset), devices in sorted(groups.items()):
-        users = [u for d in devices for u in d["results"]]
-        n_users = sum(d["users"] for d in devices)
+    for (kind, pset, threat), entries in groups.items():
+        users = [u for _, outcome in entries for u in outcome["results"]]
+        n_users = sum(d["users"] - len(d["refused"]) for d, _ in entries)
+
+        def share(key: str) -> float:
+            return sum(u[key] for u in users) / n_users if n_users else 0.0
+
         rows.append({
-            "kind": kind, "parameter_set": pset, "devices": len(devices), "users": n_users,
-            "attackable_devices": sum(d["attackable"] for d in devices),
-            "devices_face_falls": sum(any(u["face"] for u in d["results"]) for d in devices) / len(devices),
-            "devices_key_falls": sum(any(u["key"] for u in d["results"]) for d in devices) / len(devices),
-            "users_face_falls": sum(u["face"] for u in users) / n_users if n_users else 0.0,
-            "users_face_other_image": sum(u["face_other_image"] for u in users) / n_users if n_users else 0.0,
-            "users_key_falls": sum(u["key"] for u in users) / n_users if n_users else 0.0,
+            "kind": kind, "parameter_set": pset, "threat_model": threat, "devices": len(entries), "users": n_users,
+            "refused_enrolments": sum(len(d["refused"]) for d, _ in entries),
+            "devices_face_falls": sum(any(u["face"] for u in o["results"]) for _, o in entries) / len(entries),
+            "devices_key_falls": sum(any(u["key"] for u in o["results"]) for _, o in entries) / len(entries),
+            "users_face_falls": share("face"), "users_face_other_image": share("face_other_image"),
+            "users_key_falls": share("key"),
             "kdf_evaluations": sum(u["kdf_evaluations"] for u in users),
             "attack_seconds": sum(u["seconds"] for u in users),
-            "note": devices[0]["note"],
+            "chip_attempts": sum(o.get("attempts", 0) for _, o in entries),
+            "chip_waited_s": sum(o.get("waited_s", 0.0) for _, o in entries),
+            "tag_checks": sum(o.get("tag_checks", 0) for _, o in entries),
+            "stopped_by": dict(Counter(o["stopped_by"] for _, o in entries if "stopped_by" in o)),
         })
     return {"plan": plan, "rows": rows}
+
+
+def _note(row: dict) -> str:
+    """What a summary row's numbers do not say: refused enrolments, and what the chip counted."""
+    parts = []
+    if row["refused_enrolments"] and row["threat_model"] == FLASH_ONLY:
+        parts.append(f"{row['refused_enrolments']} enrolments refused by the chip (collisions)")
+    if row["stopped_by"]:
+        parts.append(f"{row['chip_attempts'] / row['devices']:.1f} counted attempts per device, "
+                     f"{row['chip_waited_s'] / row['devices']:.0f} s of back-off waited (injected clock), then "
+                     + ", ".join(f"{k} ({v})" for k, v in row["stopped_by"].items()))
+    if row["tag_checks"]:
+        parts.append(f"{row['tag_checks']} HMAC tag checks")
+    return "; ".join(parts) or "-"
 
 
 def summary_table(summary: dict):
@@ -274,11 +328,15 @@ def summary_table(summary: dict):
     from latticelock.tools.forensics.tables import Table, pct
 
     plan = summary["plan"]
-    rows = [[r["kind"], r["parameter_set"], str(r["devices"]), str(r["users"]), pct(r["devices_face_falls"]),
+    notes = [f"Argon2id cost: {'evaluation (fast)' if plan.get('fast_kdf') else 'the device cost'}; "
+             f"lattice budget {plan.get('budget')} evaluations per record; tau {plan.get('tau'):.4f}"]
+    if any(r["threat_model"] != FLASH_ONLY for r in summary["rows"]):
+        notes.append("device in hand: the thief guesses through the live chip (the zero probe vector, then the public "
+                     "mean face and k-means centroids), key = the chip signed; mcu secrets extracted: the lattice attack "
+                     "on the opened c over the device lattice")
+    rows = [[r["kind"], r["parameter_set"], r["threat_model"], str(r["devices"]), str(r["users"]), pct(r["devices_face_falls"]),
              pct(r["devices_key_falls"]), pct(r["users_face_falls"]), pct(r["users_key_falls"]), str(r["kdf_evaluations"]),
-             f"{r['attack_seconds']:.1f}", r["note"] or "-"] for r in summary["rows"]]
-    return Table("Ours: fleet", f"Fleet theft: {plan['devices']} devices x {plan['users']} users, every flash stolen",
-                 ["kind", "parameter set", "devices", "users", "devices: face falls", "devices: key falls", "users: face falls",
-                  "users: key falls", "Argon2id evaluations", "attack s (CPU)", "note"], rows,
-                 [f"Argon2id cost: {'evaluation (fast)' if plan.get('fast_kdf') else 'the device cost'}; "
-                  f"lattice budget {plan.get('budget')} evaluations per record; tau {plan.get('tau'):.4f}"])
+             f"{r['attack_seconds']:.1f}", _note(r)] for r in summary["rows"]]
+    return Table("Ours: fleet", f"Fleet theft: {plan['devices']} devices x {plan['users']} users, every device stolen",
+                 ["kind", "parameter set", "threat model", "devices", "users", "devices: face falls", "devices: key falls",
+                  "users: face falls", "users: key falls", "Argon2id evaluations", "attack s (CPU)", "note"], rows, notes)

@@ -46,7 +46,7 @@ def render(report) -> str:
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>LatticeLock forensics report</title>",
         f"<style>{STYLE}</style></head><body>",
-        "<h1>LatticeLock: what a thief gets from a stolen flash</h1>",
+        "<h1>LatticeLock: what a thief gets from a stolen flash, or a stolen device</h1>",
         f"<p>tau = {report.threshold['tau']:.4f} (the paper: {report.threshold['paper_tau']}); "
         f"{report.data['victims']} victims, {report.data['public_faces']} public faces; runtime {report.runtime_s:.0f} s.</p>",
         "<h2>Tables</h2>",

@@ -14,6 +14,7 @@ from latticelock.tools.forensics.records import describe_record
 @dataclass(frozen=True)
 class InspectedUser:
     user: str
+    generation: int  # the store keeps it in the clear; a hardened record is presented to the chip under it
     scheme: str
     parameter_set: str
     record_bytes: int
@@ -71,6 +72,7 @@ def inspect_dump(image: DumpImage, name: str) -> InspectReport:
                 users.append(
                     InspectedUser(
                         user=user.name,
+                        generation=user.generation,
                         scheme=info.scheme,
                         parameter_set=info.parameter_set,
                         record_bytes=len(user.record_bytes),

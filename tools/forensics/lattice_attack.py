@@ -101,3 +101,12 @@ def lattice_attack(rep, record, centres_e: np.ndarray, radius: float, budget: in
     target = public_target(rep, record, bkz_block)
     points = candidate_points(target, centres_e, radius, budget, enumerate_within)
     return attack_with_verifier(target, points, lambda s: rep.check_secret(record, s, label) is not None, budget)
+
+
+def embedding_of(e: np.ndarray, params, projection) -> np.ndarray:
+    """A recovered e back in embedding space, on the sphere: x = mean + P^T (e / scale), e centred mod q."""
+    from latticelock.kernels.hazmat.rep import centred
+    from latticelock.tools.embeddings import normalise
+
+    x = projection.mean + (centred(e, params.q) / params.scale) @ projection.components[: params.m]
+    return normalise(x[None, :])[0]

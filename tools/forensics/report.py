@@ -12,7 +12,12 @@ Attacks (rows of the report):
 - lattice (L2FE-Hash): lattice points near c - (projected mean face, then centroids), each secret
   candidate tested against the stored verifier;
 - pipe-image (with a generator): PIPE's recovered embedding (and, ours, the lattice attack's) drawn
-  as a face and embedded again with FaceNet (`pipe_image`), per scheme and leakage mode.
+  as a face and embedded again with FaceNet (`pipe_image`), per scheme and leakage mode;
+- hardened mode (`hardened`, ours): the first `hardened_victims` attack victims, each enrolled on a
+  simulated device of its own through the device's v2 path, attacked per threat model: flash only
+  (the attacks above refuse the sealed record; PIPE's best picture is a random public face), device in
+  hand (guesses through the live chip until it demands the passcode) and microcontroller secrets
+  extracted (the lattice attack on the opened c). Each row names its `threat_model`.
 
 Test sets: "enrolled" (the attack's embedding within tau of the image the victim enrolled with),
 "other-image" (within tau of a different image of the victim: what a face-recognition system that
@@ -31,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latticelock.kernels.params import DEFAULT_SET, get_parameter_set
 from latticelock.tools.embeddings import normalise
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.forensics import protocol as P
@@ -60,6 +66,8 @@ class ReportConfig:
     device_kdf_victims: int = 3  # victims also attacked with records at the device's full Argon2id cost
     image_victims: int = 200  # victims (of the attack victims) whose recovered embeddings are drawn and re-embedded
     grid_victims: int = 6  # the fixed sample shown in the face grids
+    hardened_victims: int = 100  # attack victims also enrolled on simulated hardened devices, one each (0: none)
+    hardened_set: str = DEFAULT_SET  # the hardened devices' parameter set
     backend: str = "auto"
     seed: int = 0
 
@@ -90,7 +98,7 @@ class Report:
         return data
 
 
-def _row(scheme: str, parameter_set: str, attack: str, test_set: str, hits: np.ndarray, guesses: int, **extra) -> dict:
+def attack_row(scheme: str, parameter_set: str, attack: str, test_set: str, hits: np.ndarray, guesses: int, **extra) -> dict:
     hits = np.asarray(hits, dtype=bool)
     return {"scheme": scheme, "parameter_set": parameter_set, "attack": attack, "test_set": test_set,
             "asr": float(hits.mean()) if hits.size else float("nan"), "victims": int(hits.size),
@@ -144,7 +152,6 @@ def _decoder_backend(backend: str) -> str:
 def _timed_kdf(scheme_name: str) -> float:
     """Median seconds of one verifier evaluation at the set's device Argon2id cost."""
     from latticelock.kernels.hazmat.rep import derive
-    from latticelock.kernels.params import get_parameter_set
 
     p = get_parameter_set(scheme_name)
     times = []
@@ -172,6 +179,8 @@ def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, wo
 
     started = time.perf_counter()
     cfg = config
+    if cfg.hardened_victims:
+        get_parameter_set(cfg.hardened_set)  # an unknown set fails now, not after every other scheme's attacks
     rng = np.random.default_rng(cfg.seed)
     split = P.split_identities(faces, cfg.victim_fraction, cfg.max_victims, eligible, cfg.seed)
     thr = P.calibrate_tau(split.public, split.public_labels, cfg.target_fpr)
@@ -207,7 +216,7 @@ def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, wo
     # the single guess every attacker starts from, and what an inverse that learns nothing outputs
     for test_set, targets in (("enrolled", split.enrolled), ("other-image", split.other)):
         hits = P.success(np.repeat(mean_face[None, :], V, axis=0), targets, tau)
-        report.rows.append(_row("any", "-", "mean-face (1 guess)", test_set, hits, 1))
+        report.rows.append(attack_row("any", "-", "mean-face (1 guess)", test_set, hits, 1))
     centroids = kmeans_centroids(split.public, cfg.kmeans, cfg.seed)
     dictionary = split.public[rng.choice(len(split.public), min(cfg.guesses, len(split.public)), replace=False)]
     train = split.public[rng.choice(len(split.public), min(cfg.train_faces, len(split.public)), replace=False)]
@@ -230,9 +239,9 @@ def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, wo
                 extra = {"model": model.name, "train_faces": model.train_pairs, "train_s": round(model.train_seconds, 2),
                          "mode": mode}
                 for test_set, targets in (("enrolled", split.enrolled), ("other-image", split.other)):
-                    report.rows.append(_row(sid, pset, "pipe", test_set, P.success(predicted, targets, tau), 1, **extra))
+                    report.rows.append(attack_row(sid, pset, "pipe", test_set, P.success(predicted, targets, tau), 1, **extra))
                 unlocked = [scheme.verify(records[i], predicted[i]) is not None for i in attack_idx]
-                report.rows.append(_row(sid, pset, "pipe", "unlock", unlocked, 1, **extra))
+                report.rows.append(attack_row(sid, pset, "pipe", "unlock", unlocked, 1, **extra))
                 images.add(sid, pset, mode, predicted[image_idx], "paper's PIPE: surrogate, then the " + model.name + " inverse")
 
             # algebraic
@@ -240,10 +249,10 @@ def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, wo
             if recovered[0] is not None:
                 rec = normalise(np.stack(recovered))
                 for test_set, targets in (("enrolled", split.enrolled), ("other-image", split.other)):
-                    report.rows.append(_row(sid, pset, "algebraic", test_set, P.success(rec, targets, tau), 1,
+                    report.rows.append(attack_row(sid, pset, "algebraic", test_set, P.success(rec, targets, tau), 1,
                                             median_l2_to_enrolled=float(np.median(np.linalg.norm(rec - split.enrolled, axis=1)))))
                 unlocked = [scheme.verify(records[i], rec[i]) is not None for i in attack_idx]
-                report.rows.append(_row(sid, pset, "algebraic", "unlock", unlocked, 1))
+                report.rows.append(attack_row(sid, pset, "algebraic", "unlock", unlocked, 1))
 
             # dictionary attacks through the scheme's own verification
             victims = [records[i] for i in attack_idx]
@@ -252,7 +261,7 @@ def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, wo
                 result = dictionary_attack(scheme, victims, guesses, progress=bar)
                 bar.close()
                 first = result.first_success
-                report.rows.append(_row(sid, pset, attack, "unlock", first >= 0, len(guesses),
+                report.rows.append(attack_row(sid, pset, attack, "unlock", first >= 0, len(guesses),
                                         guesses_per_s=round(result.guesses_per_second, 1)))
                 budgets = np.arange(1, len(guesses) + 1)
                 report.curves[f"{attack} {pset}"] = P.first_success_curve(first, budgets).tolist()
@@ -268,6 +277,11 @@ def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, wo
                 # ours: the lattice attack's recovered embedding, drawn as a face
                 images.add(sid, pset, "plain", lattice[: len(image_idx)], "ours: lattice attack, then the generator",
                            attack="lattice-image")
+        if cfg.hardened_victims:
+            from latticelock.tools.forensics.hardened import hardened_rows
+
+            hardened_rows(report, images, split, attack_idx[: cfg.hardened_victims], dictionary, mean_face, centroids, tau,
+                          cfg, Path(tmp), projection, progress)
     report.threat_models = threat_models(report)
     report.runtime_s = time.perf_counter() - started
     return report
@@ -306,20 +320,24 @@ class _ImageRows:
             size = attack.generator.manifest["size"]
             self.photos = photos(dataset, [str(f) for f in split.enrolled_files[self.sample]], faces.config, size)
 
-    def add(self, scheme: str, pset: str, mode: str, recovered: np.ndarray, how: str, attack: str | None = None) -> None:
+    def add(self, scheme: str, pset: str, mode: str, recovered: np.ndarray, how: str, attack: str | None = None,
+            **extra) -> None:
+        """Draw and score `recovered`: one embedding per image victim, or per the first of them."""
         if self.attack is None:
             return
         from latticelock.tools.forensics import pipe_image
 
-        result = self.attack.reconstruct(normalise(recovered), self.split.enrolled[self.idx], self.split.other[self.idx])
-        row = pipe_image.row(scheme, pset, mode, result, self.tau, self.attack.generator.manifest["architecture"], how=how)
+        idx = self.idx[: len(recovered)]
+        result = self.attack.reconstruct(normalise(recovered), self.split.enrolled[idx], self.split.other[idx])
+        row = pipe_image.row(scheme, pset, mode, result, self.tau, self.attack.generator.manifest["architecture"], how=how,
+                             **extra)
         if attack is not None:
             row["attack"] = attack
         self.report.image_rows.append(row)
-        n = len(self.sample)
+        n = min(len(self.sample), len(idx))
         self.report.grids[f"{row['attack']} {pset} {mode}"] = {
-            "victims": [str(v) for v in self.split.victim_labels[self.sample]],
-            "photos": self.photos or [None] * n,
+            "victims": [str(v) for v in self.split.victim_labels[self.sample[:n]]],
+            "photos": (self.photos or [None] * len(self.sample))[:n],
             "reconstructions": list(result.images[:n]),
             "distances": result.to_enrolled[:n].tolist(),
             "tau": self.tau,
@@ -327,26 +345,35 @@ class _ImageRows:
 
 
 def threat_models(report: Report) -> list[dict]:
-    """What a thief holding only the flash gets, per scheme measured: the face (best ASR of any attack
-    on the enrolled image, image space where measured) and the key (best unlock rate). Rows for other
-    threat models (device in hand, microcontroller secrets extracted) are appended by the schemes that
-    have them: same keys, another `threat_model`."""
+    """What each threat model yields, per scheme measured: the face (best ASR of any attack on the enrolled
+    image, image space where measured) and the key (best unlock rate). A row belongs to the threat model
+    it names (`threat_model`, default "flash only": the rows of the plain schemes); rows the attack could
+    not run on (`not_applicable`) are listed instead of scored. `why` is the best row's own, else the
+    scheme family's."""
     from latticelock.kernels.families import family as scheme_family
+    from latticelock.tools.forensics.chip import FLASH_ONLY
 
-    rows = []
-    for scheme in dict.fromkeys(r["scheme"] for r in report.rows if r["scheme"] != "any"):
-        mine = [r for r in report.rows if r["scheme"] == scheme and not r.get("not_applicable")]
-        face = [r for r in mine if r["test_set"] == "enrolled"] + [r for r in report.image_rows if r["scheme"] == scheme]
-        key = [r for r in mine if r["test_set"] == "unlock"]
-        best_face = max(face, key=lambda r: r["asr"], default=None)
-        best_key = max(key, key=lambda r: r["asr"], default=None)
-        rows.append({"family": scheme_family(scheme).title, "scheme": scheme, "threat_model": "flash only",
-                     "face_asr": best_face["asr"] if best_face else None,
-                     "face_by": f"{best_face['attack']} ({best_face['parameter_set']})" if best_face else None,
-                     "key_asr": best_key["asr"] if best_key else None,
-                     "key_by": f"{best_key['attack']} ({best_key['parameter_set']})" if best_key else None,
-                     "why": scheme_family(scheme).why})
-    return rows
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in report.rows + report.image_rows:
+        if r["scheme"] != "any":
+            groups.setdefault((r["scheme"], r.get("threat_model", FLASH_ONLY)), []).append(r)
+    out = []
+    for (scheme, threat), rows in groups.items():
+        measured = [r for r in rows if not r.get("not_applicable")]
+        # image rows have no test set: their `asr` is against the enrolled image
+        best_face = max((r for r in measured if r.get("test_set", "enrolled") == "enrolled"), key=lambda r: r["asr"], default=None)
+        best_key = max((r for r in measured if r.get("test_set") == "unlock"), key=lambda r: r["asr"], default=None)
+        refused = sorted({r["attack"] for r in rows if r.get("not_applicable")})
+        key_by = _by(best_key) or (f"not applicable ({', '.join(refused)})" if refused else None)
+        why = next((r["why"] for r in (best_key, best_face) if r is not None and r.get("why")), scheme_family(scheme).why)
+        out.append({"family": scheme_family(scheme).title, "scheme": scheme, "threat_model": threat,
+                    "face_asr": best_face["asr"] if best_face else None, "face_by": _by(best_face),
+                    "key_asr": best_key["asr"] if best_key else None, "key_by": key_by, "why": why})
+    return out
+
+
+def _by(row: dict | None) -> str | None:
+    return f"{row['attack']} ({row['parameter_set']})" if row else None
 
 
 def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, centroids, tau, cfg, progress,
@@ -355,7 +382,7 @@ def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, c
     from tqdm import tqdm
 
     from latticelock.kernels.hazmat.rep import preprocess
-    from latticelock.tools.forensics.lattice_attack import lattice_attack
+    from latticelock.tools.forensics.lattice_attack import embedding_of, lattice_attack
 
     p = scheme.params
     proj = scheme.projection
@@ -370,10 +397,7 @@ def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, c
         hit = lattice_attack(scheme, records[i], centres_e, radius, cfg.lattice_budget, cfg.lattice_bkz, scheme.label)
         evaluations.append(hit.evaluations if hit.s is not None else -1)
         exact.append(hit.e is not None and np.array_equal(np.mod(hit.e, p.q), np.mod(truth[j], p.q)))
-        # back to embedding space: x = mean + P^T (e / scale), on the sphere
-        e = hit.e if hit.e is not None else centres_e[0]
-        e = np.where(e > p.q // 2, e - p.q, e)
-        recovered.append(proj.mean + (e / p.scale) @ proj.components[: p.m])
+        recovered.append(embedding_of(hit.e if hit.e is not None else centres_e[0], p, proj))
         bar.update(1)
     bar.close()
     seconds = time.perf_counter() - start
@@ -386,10 +410,10 @@ def _lattice_rows(report, scheme, name, records, attack_idx, split, mean_face, c
              "median_evaluations_when_found": float(np.median(evaluations[found])) if found.any() else None,
              "exact_e_recovered": float(np.mean(exact)), "device_kdf_s": round(kdf_s, 4),
              "device_kdf_total_s": round(spent * kdf_s, 1)}
-    report.rows.append(_row(scheme.scheme_id, p.name, "lattice", "unlock", found, cfg.lattice_budget, **extra))
+    report.rows.append(attack_row(scheme.scheme_id, p.name, "lattice", "unlock", found, cfg.lattice_budget, **extra))
     rec = normalise(np.stack(recovered))
     for test_set, targets in (("enrolled", split.enrolled[attack_idx]), ("other-image", split.other[attack_idx])):
-        report.rows.append(_row(scheme.scheme_id, p.name, "lattice", test_set, P.success(rec, targets, tau), cfg.lattice_budget))
+        report.rows.append(attack_row(scheme.scheme_id, p.name, "lattice", test_set, P.success(rec, targets, tau), cfg.lattice_budget))
     report.curves[f"lattice {p.name}"] = P.first_success_curve(np.where(found, evaluations - 1, -1),
                                                                np.arange(1, cfg.lattice_budget + 1)).tolist()
     report.costs.append({"scheme": scheme.scheme_id, "parameter_set": p.name, "attack": "lattice",
