@@ -20,6 +20,8 @@ from latticelock.tools.forensics import fleet as F
 
 from test_forensics_attacks import synthetic_faces
 
+DEVICE_POINT = "l2fe-device-far1e-4"  # hardened enrolment takes only a device operating point
+
 
 @pytest.fixture(scope="module")
 def context():
@@ -50,7 +52,7 @@ def test_hardened_device_is_enrolled_on_its_chip_and_measured_per_threat_model(c
 
     kept = replace(context, devices=tmp_path)
     users = ("id0000", "id0014", "id0028")
-    result = F.attack_device(F.DeviceSpec("device-0001", "hardened", "l2fe-facenet-m32", users), kept)
+    result = F.attack_device(F.DeviceSpec("device-0001", "hardened", DEVICE_POINT, users), kept)
     assert sorted(p.name for p in (tmp_path / "device-0001").iterdir()) == ["flash.img", "mcu", "store"]
     enrolled = sorted(set(users) - set(result["refused"]))
     assert [r["user"] for r in result["results"]] == enrolled and result["corrupt"] == []
@@ -61,7 +63,7 @@ def test_hardened_device_is_enrolled_on_its_chip_and_measured_per_threat_model(c
     assert [r["user"] for r in in_hand["results"]] == [r["user"] for r in extracted["results"]] == enrolled
     # synthetic faces sit near the mean face: the chip's secrets give every key and face back
     assert all(r["key"] and r["face"] for r in extracted["results"]) and 1 <= extracted["tag_checks"] <= 20 * len(enrolled)
-    again = F.attack_device(F.DeviceSpec("device-0001", "hardened", "l2fe-facenet-m32", users), kept)
+    again = F.attack_device(F.DeviceSpec("device-0001", "hardened", DEVICE_POINT, users), kept)
     assert again["refused"] == result["refused"]  # an unfinished device is rebuilt from a blank chip
     with pytest.raises(ToolsError, match="unknown device kind"):
         F.attack_device(F.DeviceSpec("device-0002", "quantum", "l2fe-facenet-m32", ("id0000",)), context)
@@ -78,7 +80,8 @@ def test_plan_gives_distinct_users_per_device_and_the_hardened_share():
 
 
 def test_summary_counts_devices_and_users(context):
-    results = [F.attack_device(F.DeviceSpec(f"device-{d:04d}", kind, "l2fe-facenet-m32", (f"id{2 * d:04d}", f"id{2 * d + 2:04d}")),
+    results = [F.attack_device(F.DeviceSpec(f"device-{d:04d}", kind, DEVICE_POINT if kind == "hardened" else "l2fe-facenet-m32",
+                                            (f"id{2 * d:04d}", f"id{2 * d + 2:04d}")),
                                context) for d, kind in enumerate(("plain", "plain", "hardened"))]
     summary = F.summarise(results, {"devices": 3, "users": 2, "fast_kdf": True, "budget": 20, "tau": context.tau})
     rows = {(r["kind"], r["threat_model"]): r for r in summary["rows"]}
