@@ -102,7 +102,7 @@ MIN_PARALLAX = 0.12
 # prints per row found no such frame in five poses and were left out of the APCER.
 BASELINE_MAX_YAW_DEG = 10.0
 # Not measured on people (no camera here): a guess of twice the second or two that reading the
-# prompt and turning take; about 19 frames at the unlock loop's 4.83 frames/s (README).
+# prompt and turning take; about 86 frames at the unlock loop's 21.5 frames/s (`latticelock bench device`).
 WINDOW_S = 4.0
 # A second face at least this large (side, relative to the chosen face's) fails the attempt; smaller
 # ones are far behind the user and cannot stand in for them.

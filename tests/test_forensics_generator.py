@@ -103,7 +103,7 @@ def image_report(tmp_path_factory):
     gen = generator.build(split.public, crops, split.public_labels, {"path": "synthetic", "sha256": "-"}, out, threads=1)
     config = ReportConfig(schemes=("unprotected", "mrp"), attack_victims=12, image_victims=10, grid_victims=3,
                           train_faces=150, guesses=30, repeats=2, kmeans=3, device_kdf_victims=0, hardened_victims=4,
-                          hardened_set="l2fe-facenet-m32")
+                          hardened_set="l2fe-device-far1e-4")
     projection = fit_projection(split.public, 64, {})
     report = run_report(faces, config, progress=False, projection=projection, image_attack=ImageAttack(gen, threads=1),
                         workdir=tmp_path_factory.mktemp("work"))
@@ -120,7 +120,7 @@ def test_image_rows_carry_the_issue_keys_and_grids(image_report):
         assert row["victims"] == (4 if row["mode"] == "hardened" else 10)
         assert row["attack"] == "pipe-image" and row["generator"] == "cpu-ridge64"
         assert 0 <= row["asr"] <= 1 and 0 <= row["asr_other_image"] <= 1
-    assert len(report.grids["pipe-image l2fe-facenet-m32 hardened"]["victims"]) == 3
+    assert len(report.grids["pipe-image l2fe-device-far1e-4 hardened"]["victims"]) == 3
     grid = report.grids["pipe-image mrp-facenet-k128 partial"]
     assert len(grid["reconstructions"]) == 3 and grid["reconstructions"][0].shape == (SIZE, SIZE, 3)
     assert grid["photos"] == [None] * 3  # no dataset folder: no photos, and nothing fails

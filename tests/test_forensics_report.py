@@ -73,7 +73,7 @@ def small_report(tmp_path_factory):
     projection = fit_projection(faces.embeddings[200:], 64, {})
     config = ReportConfig(schemes=("unprotected", "mrp", "l2fe-facenet-m32"), attack_victims=8, train_faces=200,
                           guesses=40, repeats=2, kmeans=4, lattice_budget=5, device_kdf_victims=0, hardened_victims=3,
-                          hardened_set="l2fe-facenet-m32")
+                          hardened_set="l2fe-device-far1e-4")
     return run_report(faces, config, progress=False, projection=projection, workdir=tmp_path_factory.mktemp("work"))
 
 
@@ -112,7 +112,7 @@ def test_hardened_rows_measure_each_threat_model(small_report):
                                      ("device in hand", "chip dictionary (public faces)"),
                                      ("device in hand", "chip dictionary (centre first)"),
                                      ("mcu secrets extracted", "lattice (chip secrets)")}
-    assert all(r["victims"] == 3 and r["parameter_set"] == "l2fe-facenet-m32" for r in rows.values())
+    assert all(r["victims"] == 3 and r["parameter_set"] == "l2fe-device-far1e-4" for r in rows.values())
     for attack, why in (("lattice", "no c on the flash"), ("dictionary", "no verifier")):
         row = rows[("flash only", attack, "unlock")]
         assert row["not_applicable"] and row["asr"] is None and row["why"].startswith(why)
@@ -147,7 +147,7 @@ def test_cli_steal_inspect_report(tmp_path, capsys):
              failures=np.array([], dtype=str))
     code = main(["forensics", "report", "--embeddings", str(tmp_path / "e.npz"), "--pairs", str(tmp_path / "none.txt"),
                  "--schemes", "unprotected", "--guesses", "20", "--repeats", "2", "--kmeans", "3",
-                 "--train-faces", "50", "--attack-victims", "5", "--hardened-victims", "1", "--hardened-set", "l2fe-facenet-m32",
+                 "--train-faces", "50", "--attack-victims", "5", "--hardened-victims", "1", "--hardened-set", "l2fe-device-far1e-4",
                  "--no-image", "--quiet", "--json", str(tmp_path / "r.json")])
     assert code == 0
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
@@ -156,6 +156,9 @@ def test_cli_steal_inspect_report(tmp_path, capsys):
     code = main(["forensics", "report", "--embeddings", str(tmp_path / "e.npz"), "--hardened-set", "l2fe-bogus", "--no-image",
                  "--quiet"])
     assert code == 2 and "unknown parameter set 'l2fe-bogus'" in capsys.readouterr().err
+    code = main(["forensics", "report", "--embeddings", str(tmp_path / "e.npz"), "--hardened-set", "l2fe-facenet-m32",
+                 "--no-image", "--quiet"])
+    assert code == 2 and "hardened devices enrol only at a device operating point" in capsys.readouterr().err
     assert main(["forensics", "inspect", str(tmp_path / "missing.img")]) == 2
     assert "latticelock: error:" in capsys.readouterr().err
 

@@ -183,7 +183,7 @@ def test_operator_journey_on_real_faces(browser, datasets, shots, tmp_path):
 
         page.get_by_role("link", name="Back to the dashboard").click()
         row = page.get_by_role("row").filter(has_text="anpage")
-        expect(row).to_contain_text("l2fe-facenet-m64")
+        expect(row).to_contain_text("l2fe-device-far1e-4")
         expect(row).to_contain_text("hardened")
         shots(page, "4-dashboard")
 

@@ -71,7 +71,8 @@ def device(tmp_path: Path) -> Device:
     device = Device(tmp_path)
     with device.chip(provisioning=True) as client:
         client.set_passcode(PASSCODE)
-        client.provision_lattice(PARAMETER_SET, SEED, tables().to_bytes(), int(lattice().max_radius**2), int(lattice().max_radius**2))
+        client.provision_lattice(PARAMETER_SET, SEED, tables(PARAMETER_SET).to_bytes(), int(lattice(PARAMETER_SET).max_radius**2),
+                                 int(lattice(PARAMETER_SET).max_radius**2))
     return device
 
 

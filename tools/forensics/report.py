@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latticelock.kernels.params import DEFAULT_SET, get_parameter_set
+from latticelock.kernels.params import DEFAULT_SET, OPERATING_POINTS, get_parameter_set
 from latticelock.tools.embeddings import normalise
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.forensics import protocol as P
@@ -179,8 +179,12 @@ def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, wo
 
     started = time.perf_counter()
     cfg = config
-    if cfg.hardened_victims:
-        get_parameter_set(cfg.hardened_set)  # an unknown set fails now, not after every other scheme's attacks
+    if cfg.hardened_victims:  # a set hardened enrolment refuses fails now, not after every other scheme's attacks
+        get_parameter_set(cfg.hardened_set)
+        point = OPERATING_POINTS.get(cfg.hardened_set)
+        if point is None or point.far_per_attempt is None:
+            raise ToolsError(f"--hardened-set {cfg.hardened_set}: hardened devices enrol only at a device operating point "
+                             f"({', '.join(n for n, o in OPERATING_POINTS.items() if o.far_per_attempt is not None)})")
     rng = np.random.default_rng(cfg.seed)
     split = P.split_identities(faces, cfg.victim_fraction, cfg.max_victims, eligible, cfg.seed)
     thr = P.calibrate_tau(split.public, split.public_labels, cfg.target_fpr)
