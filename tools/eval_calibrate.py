@@ -229,7 +229,7 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "calibrate", help="device radii for per-attempt FAR targets, from public LFW identities",
         description="Calibrate operating points of the device lattice on LFW identities that no pair names "
-                    "(cross-fitted PCA; 95%% Wilson bound; rule of three for the attempts needed).",
+                    "(cross-fitted PCA; 95% Wilson bound; rule of three for the attempts needed).",
     )
     flags.embeddings(parser)
     pairs_flag(parser)

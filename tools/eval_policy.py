@@ -242,7 +242,7 @@ def register(commands) -> None:
 
     parser = commands.add_parser(
         "policy", help="FAR/FRR per unlock attempt of every operating point, per dataset and across datasets",
-        description="Unlock attempts through the device's matcher and policy: FAR and FRR per attempt with 95%% "
+        description="Unlock attempts through the device's matcher and policy: FAR and FRR per attempt with 95% "
                     "upper bounds and counts, for stores of 1 and N users; DET plots per dataset.",
     )
     flags.embeddings(parser, required=False)
