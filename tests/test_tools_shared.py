@@ -29,6 +29,7 @@ def files(tmp_path):
     data = (tmp_path / "good.npz").read_bytes()
     (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
     np.savez(tmp_path / "foreign.npz", weights=np.zeros(3))
+    (tmp_path / "random.npz").write_bytes(np.random.default_rng(1).bytes(1000))
     (tmp_path / "pairs.txt").write_text(PAIRS_TEXT)
     return tmp_path
 
@@ -46,6 +47,7 @@ def test_embeddings_round_trip_as_unit_rows(files):
     ("absent.npz", "not found"),
     ("truncated.npz", "cannot read embeddings file"),
     ("foreign.npz", "not an embeddings file"),
+    ("random.npz", "not a .npz archive"),
 ])
 def test_unreadable_embeddings_are_one_clear_error(files, name, message):
     with pytest.raises(ToolsError, match=message):
@@ -57,7 +59,7 @@ def test_unreadable_embeddings_are_one_clear_error(files, name, message):
     ["eval", "schemes", "--no-progress"],
     ["eval", "projection", "--out", "unused.npz"],
 ])
-@pytest.mark.parametrize("name", ["truncated.npz", "foreign.npz"])
+@pytest.mark.parametrize("name", ["truncated.npz", "foreign.npz", "random.npz"])
 def test_commands_report_a_bad_embeddings_file_in_one_line(files, capsys, command, name):
     code = main([*command, "--embeddings", str(files / name), "--pairs", str(files / "pairs.txt")])
     err = capsys.readouterr().err

@@ -62,6 +62,9 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive, or an empty one
+
+
 def load_embeddings(path: str | Path) -> EmbeddingsFile:
     """Read an embeddings file (rows L2-normalised); ToolsError if it is missing, truncated, foreign or inconsistent."""
     raw = _read(Path(path))
@@ -72,6 +75,9 @@ def _read(path: Path) -> EmbeddingsFile:
     """The file's arrays as stored (a resumed run appends to them unchanged)."""
     try:
         raw = path.read_bytes()
+        # np.load takes any other bytes for a pickle and says so, which misleads about a photo or a log.
+        if not raw.startswith(_ZIP_MAGIC):
+            raise ToolsError(f"{path} is not an embeddings file from `latticelock eval embed` (not a .npz archive)")
         with np.load(path, allow_pickle=False) as data:
             names = set(data.files)
             missing = {"embeddings", "labels", "files"} - names
