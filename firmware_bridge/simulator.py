@@ -128,12 +128,16 @@ class McuSimulator:
 
 def _listen(url: str) -> tuple[socket.socket, str]:
     parts = urlsplit(url)
-    if not parts.hostname or parts.port is None:
-        raise LinkError(f"expected listen://HOST:PORT, got {url!r}")
     try:
-        listener = socket.create_server((parts.hostname, parts.port))
+        port = parts.port  # raises on a port outside 0..65535 or one that is not a number
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise LinkError(f"expected listen://HOST:PORT with PORT in 0..65535, got {url!r}")
+    try:
+        listener = socket.create_server((parts.hostname, port))
     except OSError as exc:
-        raise LinkError(f"cannot listen on {parts.hostname}:{parts.port}: {exc}") from exc
+        raise LinkError(f"cannot listen on {parts.hostname}:{port}: {exc}") from exc
     listener.settimeout(POLL_INTERVAL)
     host, port = listener.getsockname()[:2]
     return listener, f"socket://{host}:{port}"

@@ -167,6 +167,7 @@ def test_bad_input_gives_one_clear_line(fake_cli, capsys, tmp_path):
         (["device", "unlock", "--source", probe, "--policy-k", "1", "--policy-n", "100000", "--policy-window", "1e9"],
          "may only be tightened"),
         (["device", "mcu-sim", "--url", "listen://127.0.0.1:0", "--state", str(tmp / "enrol" / "p01_0000.png")], "is not a directory"),
+        (["device", "mcu-sim", "--url", "listen://127.0.0.1:99999", "--state", str(tmp / "mcu-state")], "PORT in 0..65535"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
