@@ -196,7 +196,7 @@ def test_bad_input_is_a_clear_error_with_exit_code_2(tmp_path, capsys, argv, mes
 def test_bad_files_and_missing_datasets_are_clear_errors(tmp_path, capsys):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     assert main(["eval", "policy", "--faces94", str(tmp_path / "bad.npz")]) == 2
-    assert "cannot read embeddings file" in capsys.readouterr().err
+    assert "not a .npz archive" in capsys.readouterr().err
     assert main(["eval", "policy", "--faces94", str(tmp_path / "absent.npz")]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["eval", "policy"]) == 2

@@ -159,7 +159,7 @@ def test_eval_lfw_command_reports_an_unreadable_embeddings_file(tmp_path, capsys
     (tmp_path / "pairs.txt").write_text(PAIRS_TEXT)
     (tmp_path / "e.npz").write_bytes(b"not an npz")
     assert main(["eval", "lfw", "--pairs", str(tmp_path / "pairs.txt"), "--embeddings", str(tmp_path / "e.npz")]) == 2
-    assert "cannot read embeddings file" in capsys.readouterr().err
+    assert "not a .npz archive" in capsys.readouterr().err
 
 
 # --- resumable dataset embedding -------------------------------------------------------------------
