@@ -14,9 +14,9 @@ from latticelock.device.policy import DEFAULT_POLICY
 from latticelock.kernels.params import OPERATING_POINTS
 from latticelock.tools.attempts import enrol_identities, identities, probe_keys, probe_vectors, slices
 from latticelock.tools.cli import main
-from latticelock.tools.embeddings import load_embeddings
+from latticelock.tools.embeddings import EmbeddingsWriter, load_embeddings
 from latticelock.tools.errors import ToolsError
-from latticelock.tools.eval_policy import cross_pool, dataset_pool, evaluate, parse_policy
+from latticelock.tools.eval_policy import cross_pool, dataset_pool, evaluate, parse_policy, with_probes
 from latticelock.tools.policy_sim import galleries, simulate
 
 DEVICE_FAMILY = [OPERATING_POINTS[name] for name in ("l2fe-device-far1e-4", "l2fe-wallet-far1e-5", "l2fe-facenet-m64")]
@@ -148,6 +148,23 @@ def test_cross_dataset_pools_have_only_impostors(separated, tmp_path):
     assert rows[0].impostor_attempts == 2 * sum(len(x) for x in a.attempts.values())
 
 
+def test_probes_from_another_file_replace_the_frames_and_keep_the_templates(separated, tmp_path):
+    """Frames embedded as the unlock loop embeds them, against templates enrolled as enrolment does."""
+    shuffled = np.random.default_rng(1).permutation(len(separated.files))
+    noisier = separated.embeddings[shuffled] + 0.01 * np.random.default_rng(2).standard_normal((len(shuffled), 512))
+    EmbeddingsWriter(config={}, files=[str(separated.files[i]) for i in shuffled], embeddings=list(noisier)).save(tmp_path / "p.npz")
+    pool = dataset_pool("a", separated, None, 5, 3, 6)
+    swapped = with_probes(pool, separated, load_embeddings(tmp_path / "p.npz"))
+    row = {f: i for i, f in enumerate(separated.files)}
+    for i, f in enumerate(shuffled):  # each image's new frame sits in that image's row
+        np.testing.assert_allclose(swapped.embeddings[row[separated.files[f]]], noisier[i] / np.linalg.norm(noisier[i]), rtol=1e-5)
+    assert [e.template.tobytes() for e in swapped.enrolled] == [e.template.tobytes() for e in pool.enrolled]
+    assert swapped.attempts == pool.attempts
+    EmbeddingsWriter(config={}, files=[str(f) for f in separated.files[1:]], embeddings=list(separated.embeddings[1:])).save(tmp_path / "short.npz")
+    with pytest.raises(ToolsError, match="no embedding for 1 of the"):
+        with_probes(pool, separated, load_embeddings(tmp_path / "short.npz"))
+
+
 def test_command_prints_the_table_writes_json_rows_and_det_plots(tmp_path, capsys):
     f94 = write_faces(tmp_path / "f.npz", COUNTS, spread=0.9, noise=0.05)
     deep = write_faces(tmp_path / "d.npz", [7, 7, 2], spread=0.9, noise=0.05, seed=3)
@@ -201,6 +218,9 @@ def test_bad_files_and_missing_datasets_are_clear_errors(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["eval", "policy"]) == 2
     assert "give at least one dataset" in capsys.readouterr().err
+    f94 = write_faces(tmp_path / "f94.npz", [7, 7, 1])
+    assert main(["eval", "policy", "--faces94", str(f94), "--probe-embeddings", str(f94)]) == 2
+    assert "give both" in capsys.readouterr().err
     one = write_faces(tmp_path / "one.npz", [8])
     assert main(["eval", "policy", "--faces94", str(one)]) == 2
     assert "at least two identities" in capsys.readouterr().err

@@ -16,7 +16,7 @@ radius), which draws the DET curves. The KDF runs at the evaluation cost: no dec
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,8 +62,6 @@ class Row:
 
 def parse_policy(text: str) -> "PolicyConfig":
     """K/N: the device's default policy with k and n replaced (ConfigError for an impossible one)."""
-    from dataclasses import replace
-
     from latticelock.device.policy import DEFAULT_POLICY
 
     try:
@@ -81,6 +79,20 @@ def dataset_pool(name: str, data: "EmbeddingsFile", names: frozenset[str] | None
     if not enrolled:
         raise ToolsError(f"{name}: no identity has more than the {frames} images an enrolment uses")
     return Pool(name, data.embeddings, enrolled, {p.name: tuple(slices(p.rows, n)[:max_slices]) for p in people})
+
+
+def with_probes(pool: Pool, data: "EmbeddingsFile", probes: "EmbeddingsFile") -> Pool:
+    """`pool` with every attempt's frames read from `probes`, matched by file, and its templates kept:
+    e.g. mirror-averaged enrolment against frames embedded once, as the unlock loop embeds them."""
+    index = probes.index()
+    wanted = list(data.index())  # in row order: one key per file
+    if len(wanted) != len(data.files):
+        raise ToolsError(f"{data.path}: two rows name the same image")
+    missing = [name for name in wanted if name not in index]
+    if missing:
+        raise ToolsError(f"{probes.path}: no embedding for {len(missing)} of the {len(wanted)} images of "
+                         f"{data.path} (first: {missing[0]}); embed the same folder with the same --min-face-size")
+    return replace(pool, embeddings=probes.embeddings[[index[name] for name in wanted]])
 
 
 def cross_pool(people: Pool, templates: Pool) -> Pool:
@@ -215,6 +227,10 @@ def _handler(args) -> int:
         lfw = load_embeddings(args.embeddings)
         evaluated, _ = lfw_split(lfw, args.pairs, args.datasets)
         pools["lfw"] = dataset_pool("lfw", lfw, evaluated, frames, policy.n, args.max_slices)
+        if args.probe_embeddings:
+            pools["lfw"] = with_probes(pools["lfw"], lfw, load_embeddings(args.probe_embeddings))
+    elif args.probe_embeddings:
+        raise ToolsError("--probe-embeddings replaces the frames of --embeddings (LFW); give both")
     for name, path in (("faces94", args.faces94), ("deepface", args.deepface)):
         if path:
             pools[name] = dataset_pool(name, load_embeddings(path), None, frames, policy.n, args.max_slices)
@@ -230,7 +246,7 @@ def _handler(args) -> int:
         print(f"DET plot: {path}")
     write_json(args.json, {
         "kdf": kdf, "policy": asdict(policy), "probe": args.probe, "enrol_frames": frames, "max_slices": args.max_slices,
-        "seed": args.seed, "datasets": {p.name: {"enrolled": len(p.enrolled), "identities": len(p.attempts)} for p in pools.values()},
+        "seed": args.seed, "probe_embeddings": str(args.probe_embeddings) if args.probe_embeddings else None, "datasets": {p.name: {"enrolled": len(p.enrolled), "identities": len(p.attempts)} for p in pools.values()},
         "rows": [asdict(r) for r in rows], "plots": [str(p) for p in written],
     })
     return 0
@@ -246,6 +262,9 @@ def register(commands) -> None:
                     "upper bounds and counts, for stores of 1 and N users; DET plots per dataset.",
     )
     flags.embeddings(parser, required=False)
+    parser.add_argument("--probe-embeddings", type=Path, metavar="FILE.npz",
+                        help="LFW frames from this file instead (same images, e.g. `eval embed --no-flip`, as the unlock "
+                             "loop embeds frames); templates stay those of --embeddings")
     parser.add_argument("--faces94", type=Path, metavar="FILE.npz", help="faces94 embeddings (device-like captures)")
     parser.add_argument("--deepface", type=Path, metavar="FILE.npz", help="deepface photos embeddings")
     pairs_flag(parser)
