@@ -26,10 +26,12 @@ def test_a_tiny_cpu_run_writes_rows_and_reuses_its_bases(tmp_path, capsys):
     (["--decoder-backends", "tpu"], "--decoder-backends takes"),
     (["--decoder-backends", "auto"], "--decoder-backends takes"),
     (["--bases", "{tmp}/truncated.npz"], "cannot read bases file"),
+    (["--bases", "{tmp}/notes.npz"], "is not a bases file from `latticelock bench decode --save-bases` (not a .npz archive)"),
     (["--json", "{tmp}/absent/out.json"], "does not exist"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
     (tmp_path / "truncated.npz").write_bytes(b"PK\x03\x04" + bytes(40))
+    (tmp_path / "notes.npz").write_text("not an archive\n")
     assert main([*TINY, *(e.format(tmp=tmp_path) for e in extra)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -68,6 +68,17 @@ def test_commands_report_a_bad_embeddings_file_in_one_line(files, capsys, comman
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_npz_readers_name_bytes_that_are_no_archive_and_open_archives(files, tmp_path):
+    from latticelock.tools.forensics.crops import _read_cache
+    from latticelock.tools.npz import load_npz
+
+    (tmp_path / "crops.npz").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(ToolsError, match=r"is not a crops cache of the face generator; delete it to start over \(not a .npz archive\)"):
+        _read_cache(tmp_path / "crops.npz", 64)
+    with load_npz(files / "foreign.npz", "anything") as data:
+        assert list(data.files) == ["weights"]
+
+
 # --- pairs files --------------------------------------------------------------------------------------
 
 def test_pairs_map_onto_embedding_rows(files):

@@ -27,6 +27,7 @@ import numpy as np
 
 from latticelock.tools import flags
 from latticelock.tools.errors import ToolsError
+from latticelock.tools.npz import load_npz
 
 Q = 65537
 RADIUS_FRACTION = 0.40  # as the parameter sets: 0.4 of the Gaussian-heuristic minimum distance
@@ -118,7 +119,7 @@ def load_bases(path: Path) -> dict[tuple[int, int], list]:
 
     out: dict[tuple[int, int], list] = {}
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with load_npz(path, "a bases file from `latticelock bench decode --save-bases`") as data:
             for key in sorted(k for k in data.files if k.endswith("_basis")):
                 m, n, j = key.split("_")[:3]
                 prefix = f"{m}_{n}_{j}_"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from latticelock.tools.errors import ToolsError
+from latticelock.tools.npz import load_npz
 
 DIM = 512
 
@@ -62,9 +63,6 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive, or an empty one
-
-
 def load_embeddings(path: str | Path) -> EmbeddingsFile:
     """Read an embeddings file (rows L2-normalised); ToolsError if it is missing, truncated, foreign or inconsistent."""
     raw = _read(Path(path))
@@ -75,10 +73,7 @@ def _read(path: Path) -> EmbeddingsFile:
     """The file's arrays as stored (a resumed run appends to them unchanged)."""
     try:
         raw = path.read_bytes()
-        # np.load takes any other bytes for a pickle and says so, which misleads about a photo or a log.
-        if not raw.startswith(_ZIP_MAGIC):
-            raise ToolsError(f"{path} is not an embeddings file from `latticelock eval embed` (not a .npz archive)")
-        with np.load(path, allow_pickle=False) as data:
+        with load_npz(path, "an embeddings file from `latticelock eval embed`") as data:
             names = set(data.files)
             missing = {"embeddings", "labels", "files"} - names
             if missing:

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from latticelock.tools.errors import ToolsError
+from latticelock.tools.npz import load_npz
 
 CHECKPOINT_EVERY = 500
 
@@ -26,7 +27,7 @@ def _read_cache(path: Path, size: int) -> dict[str, np.ndarray]:
     if not path.exists():
         return {}
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with load_npz(path, "a crops cache of the face generator; delete it to start over") as data:
             files = [str(f) for f in data["files"]]
             crops = np.asarray(data["crops"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
