@@ -43,14 +43,16 @@ LOOP_FLIP_AVERAGE = False
 """Whether the loop also embeds each crop's mirror image: no. It doubles FaceNet's work per frame
 (`latticelock bench pipeline`: "embed 1 crop + mirror" took 2.2-2.5x "embed 1 crop" in three runs,
 raw FaceNet on two crops 1.9-2.1x one) and buys nothing once enrolment has averaged it in.
-LFW View 2 (6,000 pairs; every image embedded both ways in one run, margin crops, MTCNN from 40 px):
+LFW View 2 (6,000 pairs; margin crops, MTCNN from 40 px; `latticelock eval lfw` on `eval embed` files
+with and without `--mirror-average`, the pair's first image playing the enrolled face):
 
-    pair's first image / second image   10-fold accuracy   TAR at FAR 1e-3   m64 at its threshold: TPR, FPR
-    flip / flip (evaluation, enrolment) 0.9872 +- 0.0055   0.9547            0.9827, 0.0063
-    plain / plain                       0.9865 +- 0.0060   0.9470            0.9803, 0.0063
-    flip (enrolled) / plain (the loop)  0.9878 +- 0.0052   0.9593            0.9817, 0.0060
+    enrolled / frame                            10-fold accuracy   TAR at FAR 1e-3
+    mirror / mirror                             0.9870 +- 0.0052   0.9547
+    one pass / one pass                         0.9865 +- 0.0060   0.9470
+    mirror (enrolment) / one pass (the loop)    0.9878 +- 0.0052   0.9593
 
-Enrolment keeps FacePipeline's flip averaging; evaluation keeps it too."""
+Enrolment keeps FacePipeline's flip averaging. `latticelock eval embed` embeds as the loop does by default
+(`--mirror-average`: as enrolment does); the last row is `eval lfw --embeddings MIRRORED --probe-embeddings DEFAULT`."""
 
 # Whole-frame searches look for faces down to this fraction of the quality gate's smallest face:
 # MTCNN's boxes vary by a few pixels around a face's size, and a face under the gate's minimum is

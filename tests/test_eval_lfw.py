@@ -133,6 +133,21 @@ def test_images_neither_embedded_nor_failed_are_an_error():
         lfw_report(pairs, embeddings, [], dataset=None)
 
 
+def test_probe_embeddings_supply_every_pairs_second_image_only():
+    pairs, embeddings = _pairs_and_embeddings()
+    assert lfw_report(pairs, embeddings, [], None, probes=(dict(embeddings), [])).accuracy == 1.0
+    frames = dict(embeddings)
+    frames["P0/P0_0001.jpg"] = -frames["P0/P0_0001.jpg"]  # a first image: read from the templates, so harmless
+    assert lfw_report(pairs, embeddings, [], None, probes=(frames, [])).accuracy == 1.0
+    frames["P0/P0_0002.jpg"] = -frames["P0/P0_0002.jpg"]  # the genuine pair's second image now points away
+    mixed = lfw_report(pairs, embeddings, [], None, probes=(frames, []))
+    assert mixed.accuracy < 1.0 and mixed.pairs_with_fallback == 0
+    del frames["P0/P0_0002.jpg"]
+    with pytest.raises(ToolsError, match="neither embedded nor listed"):
+        lfw_report(pairs, embeddings, [], None, probes=(frames, []))
+    assert lfw_report(pairs, embeddings, [], None, probes=(frames, ["P0/P0_0002.jpg"])).pairs_with_fallback == 2
+
+
 def test_eval_lfw_command_prints_a_table_and_writes_json(tmp_path, capsys):
     pairs, embeddings = _pairs_and_embeddings()
     (tmp_path / "pairs.txt").write_text(
@@ -253,15 +268,30 @@ def test_eval_embed_command_on_real_faces(tmp_path, datasets, capsys):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(datasets / "lfw" / name, root / name)
     (root / "Serena_Williams" / "empty.jpg").write_bytes(b"")
-    out = tmp_path / "e.npz"
-    assert main(["eval", "embed", str(root), "--out", str(out), "--threads", "1", "--quiet"]) == 0
+    out, mirrored = tmp_path / "e.npz", tmp_path / "mirrored.npz"
+    assert main(["eval", "embed", str(root), "--out", str(out), "--threads", "1", "--quiet", "--json", str(tmp_path / "e.json")]) == 0
+    assert main(["eval", "embed", str(root), "--out", str(mirrored), "--threads", "1", "--quiet", "--mirror-average"]) == 0
+    summary = json.loads((tmp_path / "e.json").read_text())
+    assert summary["flip_average"] is False and summary["min_face_size"] == 40
     with np.load(out) as data:
         assert data["embeddings"].shape == (3, 512) and data["embeddings"].dtype == np.float32
         assert list(data["failures"]) == ["Serena_Williams/empty.jpg"]
         e = dict(zip(data["files"], data["embeddings"], strict=True))
+    with np.load(mirrored) as data:
+        m = dict(zip(data["files"], data["embeddings"], strict=True))
     assert np.linalg.norm(e["Colin_Powell/Colin_Powell_0001.jpg"] - e["Colin_Powell/Colin_Powell_0002.jpg"]) < np.linalg.norm(
         e["Colin_Powell/Colin_Powell_0001.jpg"] - e["Serena_Williams/Serena_Williams_0001.jpg"]
     )
+    # The default embeds as the unlock loop does (one pass), --mirror-average as enrolment does.
+    from latticelock.device.frames import LOOP_FLIP_AVERAGE
+    from latticelock.models.mtcnn import Detector
+    from latticelock.models.pipeline import FacePipeline, load_image
+
+    image = load_image(root / "Colin_Powell/Colin_Powell_0001.jpg")
+    for flip, written in ((LOOP_FLIP_AVERAGE, e), (True, m)):
+        pipeline = FacePipeline(detector=Detector(threads=1, min_face_size=40), flip_average=flip, threads=1)
+        np.testing.assert_allclose(written["Colin_Powell/Colin_Powell_0001.jpg"], pipeline.embed_image(image).embedding, atol=1e-5)
+    assert np.linalg.norm(e["Colin_Powell/Colin_Powell_0001.jpg"] - m["Colin_Powell/Colin_Powell_0001.jpg"]) > 1e-3
 
 
 def make_fake_pipeline() -> FakePipeline:

@@ -10,6 +10,10 @@ failures; here each of them is embedded from a fixed centre crop of the (deep-fu
 roughly centred) image when `--dataset` is given, and the count is reported. Without `--dataset`
 their pairs are scored as mismatches at infinite distance (a "no face" is a rejection), which can
 only lower the accuracy; the count is reported either way.
+
+`--probe-embeddings` takes each pair's second image from another embedding of the same images: the
+device's own case is the first image enrolled with mirror averaging (`eval embed --mirror-average`)
+and the second a frame of the unlock loop, embedded once (`eval embed` by default).
 """
 
 from __future__ import annotations
@@ -136,26 +140,24 @@ def centre_crop_embeddings(dataset: Path, files: list[str], threads: int | None)
 
 
 def lfw_report(pairs: list[Pair], embeddings: dict[str, np.ndarray], failures: list[str],
-               dataset: Path | None, threads: int | None = None) -> LfwReport:
-    """The full LFW report; pairs naming an image that is neither embedded nor a recorded failure are an error."""
-    needed = {p.first for p in pairs} | {p.second for p in pairs}
-    absent = sorted(needed - set(embeddings))
-    unexplained = sorted(set(absent) - set(failures))
-    if unexplained:
-        raise ToolsError(
-            f"{len(unexplained)} images named by the pairs are neither embedded nor listed as failures "
-            f"(e.g. {unexplained[0]}); embed the whole LFW folder first"
-        )
+               dataset: Path | None, threads: int | None = None,
+               probes: tuple[dict[str, np.ndarray], list[str]] | None = None) -> LfwReport:
+    """The full LFW report; pairs naming an image that is neither embedded nor a recorded failure are an error.
+
+    `probes` (embeddings, failures) supplies each pair's second image instead of `embeddings`."""
+    seconds, second_failures = probes if probes is not None else (embeddings, failures)
+    absent = _absent({p.first for p in pairs}, embeddings, failures) | _absent({p.second for p in pairs}, seconds, second_failures)
     if absent and dataset is not None:
-        embeddings = {**embeddings, **centre_crop_embeddings(dataset, absent, threads)}
+        fallbacks = centre_crop_embeddings(dataset, sorted(absent), threads)
+        embeddings, seconds = {**embeddings, **fallbacks}, {**seconds, **fallbacks}
         fallback = "centre crop of the deep-funneled image"
     else:
         fallback = "scored as non-match (infinite distance)" if absent else "none needed"
     affected = sum(1 for p in pairs if p.first in absent or p.second in absent)
     distances = np.array(
         [
-            float(np.linalg.norm(embeddings[p.first] - embeddings[p.second]))
-            if p.first in embeddings and p.second in embeddings
+            float(np.linalg.norm(embeddings[p.first] - seconds[p.second]))
+            if p.first in embeddings and p.second in seconds
             else np.inf
             for p in pairs
         ]
@@ -164,6 +166,18 @@ def lfw_report(pairs: list[Pair], embeddings: dict[str, np.ndarray], failures: l
     folds = np.array([p.fold for p in pairs])
     figures = evaluate(distances, same, folds)
     return LfwReport(pairs=len(pairs), pairs_with_fallback=affected, fallback=fallback, **figures)
+
+
+def _absent(needed: set[str], embeddings: dict[str, np.ndarray], failures: list[str]) -> set[str]:
+    """The needed images without an embedding; each must be a recorded failure."""
+    absent = needed - set(embeddings)
+    unexplained = sorted(absent - set(failures))
+    if unexplained:
+        raise ToolsError(
+            f"{len(unexplained)} images named by the pairs are neither embedded nor listed as failures "
+            f"(e.g. {unexplained[0]}); embed the whole LFW folder first"
+        )
+    return absent
 
 
 def format_report(report: LfwReport) -> str:
@@ -190,7 +204,11 @@ def run(args: argparse.Namespace) -> int:
             raise ToolsError(f"--folds must be between 2 and the number of folds in {args.pairs}")
         pairs = [p for p in pairs if p.fold < args.folds]
     data = load_embeddings(args.embeddings)
-    report = lfw_report(pairs, data.by_file(), list(data.failures), args.dataset, args.threads)
+    probes = None
+    if args.probe_embeddings is not None:
+        frames = load_embeddings(args.probe_embeddings)
+        probes = (frames.by_file(), list(frames.failures))
+    report = lfw_report(pairs, data.by_file(), list(data.failures), args.dataset, args.threads, probes)
     print(format_report(report))
     flags.write_json(args.json, report.to_json())
     return 0
@@ -205,6 +223,9 @@ def register(commands) -> None:
     )
     flags.pairs(parser)
     flags.embeddings(parser)
+    parser.add_argument("--probe-embeddings", type=Path, metavar="FILE.npz",
+                        help="each pair's second image from this file (e.g. `eval embed` frames against "
+                             "`--mirror-average` templates, as the device matches)")
     parser.add_argument("--dataset", type=Path, help="the LFW folder, to centre-crop images whose detection failed")
     parser.add_argument("--folds", type=int, help="use only the first K folds (K-fold cross-validation)")
     flags.threads(parser)
