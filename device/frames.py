@@ -17,7 +17,7 @@ the run: the consumer gets every frame that was complete before it, then the exc
 `close()` (or leaving the `with`) stops and joins the threads; it does not close the source, which
 belongs to the caller.
 
-Mirror averaging in the loop is `LOOP_FLIP_AVERAGE`; enrolment and evaluation keep their own setting.
+Mirror averaging in the loop is `LOOP_FLIP_AVERAGE`; enrolment keeps its own setting (see there).
 """
 
 from __future__ import annotations

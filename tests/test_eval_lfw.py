@@ -15,7 +15,7 @@ from latticelock.tools.embeddings import load_embeddings
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.embeddings import EmbeddingsWriter
 from latticelock.tools.eval_embed import embed_dataset, list_images, parallelism, partial_path
-from latticelock.tools.eval_lfw import best_threshold, equal_error_rate, evaluate, lfw_report, roc, tar_at_far
+from latticelock.tools.eval_lfw import Side, best_threshold, equal_error_rate, evaluate, lfw_report, roc, tar_at_far
 from latticelock.tools.pairs import Pair, read_pairs
 
 # --- pairs file ------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def test_failed_detections_count_as_rejections_without_a_dataset():
     pairs, embeddings = _pairs_and_embeddings()
     failed = "P0/P0_0002.jpg"
     del embeddings[failed]
-    report = lfw_report(pairs, embeddings, [failed], dataset=None)
+    report = lfw_report(pairs, Side(embeddings, [failed]), dataset=None)
     assert report.pairs == len(pairs) and report.pairs_with_fallback == 2
     assert "infinite" in report.fallback
     assert report.accuracy < 1.0  # the same-person pair P0 is now a false rejection
@@ -130,22 +130,51 @@ def test_images_neither_embedded_nor_failed_are_an_error():
     pairs, embeddings = _pairs_and_embeddings()
     del embeddings["P3/P3_0001.jpg"]
     with pytest.raises(ToolsError, match="neither embedded nor listed"):
-        lfw_report(pairs, embeddings, [], dataset=None)
+        lfw_report(pairs, Side(embeddings, []), dataset=None)
 
 
 def test_probe_embeddings_supply_every_pairs_second_image_only():
     pairs, embeddings = _pairs_and_embeddings()
-    assert lfw_report(pairs, embeddings, [], None, probes=(dict(embeddings), [])).accuracy == 1.0
+    templates = Side(embeddings, [])
+    assert lfw_report(pairs, templates, None, second=Side(dict(embeddings), [])).accuracy == 1.0
     frames = dict(embeddings)
     frames["P0/P0_0001.jpg"] = -frames["P0/P0_0001.jpg"]  # a first image: read from the templates, so harmless
-    assert lfw_report(pairs, embeddings, [], None, probes=(frames, [])).accuracy == 1.0
+    assert lfw_report(pairs, templates, None, second=Side(frames, [])).accuracy == 1.0
     frames["P0/P0_0002.jpg"] = -frames["P0/P0_0002.jpg"]  # the genuine pair's second image now points away
-    mixed = lfw_report(pairs, embeddings, [], None, probes=(frames, []))
+    mixed = lfw_report(pairs, templates, None, second=Side(frames, []))
     assert mixed.accuracy < 1.0 and mixed.pairs_with_fallback == 0
     del frames["P0/P0_0002.jpg"]
-    with pytest.raises(ToolsError, match="neither embedded nor listed"):
-        lfw_report(pairs, embeddings, [], None, probes=(frames, []))
-    assert lfw_report(pairs, embeddings, [], None, probes=(frames, ["P0/P0_0002.jpg"])).pairs_with_fallback == 2
+    with pytest.raises(ToolsError, match="frames.npz: 1 second images"):
+        lfw_report(pairs, templates, None, second=Side(frames, [], name="frames.npz"))
+
+
+def test_a_failure_in_one_file_touches_only_the_pairs_that_read_it_there():
+    pairs, embeddings = _pairs_and_embeddings()
+    frames = dict(embeddings)
+    failed = "P1/P1_0002.jpg"  # the second image of P1's genuine pair and of P0's impostor pair
+    del frames[failed]
+    report = lfw_report(pairs, Side(embeddings, []), None, second=Side(frames, [failed]))
+    assert report.pairs_with_fallback == sum(p.second == failed for p in pairs) == 2
+
+
+def test_fallbacks_fill_only_the_side_that_failed_embedded_as_that_file_was(monkeypatch, tmp_path):
+    import latticelock.tools.eval_lfw as eval_lfw
+
+    pairs, embeddings = _pairs_and_embeddings()
+    failed = "P1/P1_0002.jpg"
+    pairs.append(Pair(1, failed, "P1/P1_0001.jpg", True))  # the templates' side reads it too, and has it
+    frames = dict(embeddings)
+    del frames[failed]
+    calls = []
+
+    def fake_crops(dataset, files, threads, mirror=True):
+        calls.append((tuple(files), mirror))
+        return {f: embeddings[f] for f in files}
+
+    monkeypatch.setattr(eval_lfw, "centre_crop_embeddings", fake_crops)
+    report = lfw_report(pairs, Side(embeddings, []), tmp_path, second=Side(frames, [failed], mirror=False))
+    assert calls == [((failed,), False)]  # only the frames' side, in one pass as that file was embedded
+    assert report.pairs_with_fallback == 2 and report.accuracy == 1.0
 
 
 def test_eval_lfw_command_prints_a_table_and_writes_json(tmp_path, capsys):
@@ -338,3 +367,57 @@ def test_eval_embed_parallelism_refuses_zero():
         parallelism(0, None, cores=2)
     with pytest.raises(ToolsError, match="--threads"):
         parallelism(None, 0, cores=2)
+
+
+# --- eval embed: bad options are refused before any work ------------------------------------------
+
+def _embed(tmp_path, *extra):
+    return main(["eval", "embed", str(_dataset(tmp_path)), "--quiet", "--workers", "2", *extra])
+
+
+def test_eval_embed_refuses_a_min_face_size_below_mtcnns_window_before_starting_workers(tmp_path, capsys):
+    assert _embed(tmp_path, "--out", str(tmp_path / "e.npz"), "--min-face-size", "5") == 2
+    err = capsys.readouterr().err
+    assert "--min-face-size must be at least 12" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("out", ["folder", ""])
+def test_eval_embed_refuses_an_out_that_is_no_file_name(tmp_path, capsys, out):
+    (tmp_path / "folder").mkdir()
+    assert _embed(tmp_path, "--out", str(tmp_path / out) if out else "") == 2
+    assert "give a file name" in capsys.readouterr().err
+
+
+def test_eval_embed_keeps_an_existing_out_made_with_other_options(tmp_path, capsys):
+    out = tmp_path / "lfw.npz"
+    EmbeddingsWriter(config={"flip_average": True, "min_face_size": 40}, files=["a/1.jpg"],
+                     embeddings=[np.ones(512, np.float32)]).save(out)
+    before = out.read_bytes()
+    assert _embed(tmp_path, "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "exists, made with other options" in err and "--mirror-average: on, not off" in err
+    assert out.read_bytes() == before
+
+
+def test_a_checkpoint_of_other_options_is_named_by_its_flags(tmp_path):
+    root = _dataset(tmp_path)
+    out = tmp_path / "out.npz"
+    EmbeddingsWriter(config={"flip_average": True, "min_face_size": 20}).save(partial_path(out))
+    with pytest.raises(ToolsError, match=r"--mirror-average: on, not off; --min-face-size: 20, not 40"):
+        embed_dataset(root, list_images(root), FakePipeline, out, {"flip_average": False, "min_face_size": 40}, progress=False)
+
+
+def test_eval_lfw_refuses_probes_embedded_from_another_dataset_or_otherwise(tmp_path, capsys):
+    (tmp_path / "pairs.txt").write_text(PAIRS_TEXT)
+    files = ["Ana/Ana_0001.jpg", "Ana/Ana_0002.jpg", "Bob/Bob_0001.jpg", "Bob/Bob_0002.jpg", "Cid/Cid_0003.jpg"]
+    vectors = [np.eye(512, dtype=np.float32)[i] for i in range(len(files))]
+    base = {"dataset": "/data/lfw", "alignment": "margin", "min_face_size": 40, "flip_average": True}
+    for name, changes in (("same.npz", {"dataset": "/moved/lfw", "flip_average": False}),
+                          ("other.npz", {"dataset": "/data/faces94"}), ("small.npz", {"min_face_size": 20})):
+        EmbeddingsWriter(config={**base, **changes}, files=files, embeddings=vectors).save(tmp_path / name)
+    EmbeddingsWriter(config=base, files=files, embeddings=vectors).save(tmp_path / "templates.npz")
+    run = lambda probes: main(["eval", "lfw", "--pairs", str(tmp_path / "pairs.txt"), "--embeddings",  # noqa: E731
+                               str(tmp_path / "templates.npz"), "--probe-embeddings", str(tmp_path / probes), "--folds", "2"])
+    assert run("other.npz") == 2 and "DATASET_DIR: faces94, not lfw" in capsys.readouterr().err
+    assert run("small.npz") == 2 and "--min-face-size: 20, not 40" in capsys.readouterr().err
+    assert run("same.npz") == 0  # the same folder, moved, embedded in one pass: the device's case

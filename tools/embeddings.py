@@ -100,6 +100,36 @@ def _read(path: Path) -> EmbeddingsFile:
     return EmbeddingsFile(emb.astype(np.float32), labels, files, failures, reasons, config, path, hashlib.sha256(raw).hexdigest())
 
 
+# How `eval embed` spells each stored option on its command line.
+OPTION_FLAGS = {
+    "dataset": "DATASET_DIR", "alignment": "--alignment", "flip_average": "--mirror-average",
+    "backend": "--inference-backend", "pairs": "--pairs", "folds": "--folds", "limit": "--limit",
+    "min_face_size": "--min-face-size",
+}
+
+
+def option_differences(made: dict, wanted: dict, keys: tuple[str, ...] | None = None) -> str:
+    """The `eval embed` options on which two configs differ, as flags: "--mirror-average: on, not off; ..." ('' if none)."""
+    def shown(value: object) -> str:
+        return "on" if value is True else "off" if value is False else "none" if value is None else str(value)
+
+    keys = keys or tuple(sorted(set(made) | set(wanted)))
+    return "; ".join(f"{OPTION_FLAGS.get(k, k)}: {shown(made.get(k))}, not {shown(wanted.get(k))}"
+                     for k in keys if made.get(k) != wanted.get(k))
+
+
+def check_same_embedding(first: EmbeddingsFile, second: EmbeddingsFile) -> None:
+    """ToolsError unless both files embed the same dataset's faces the same way up to the mirror (which may differ:
+    mirror-averaged templates against one-pass frames is the device's own case)."""
+    a, b = dict(first.config), dict(second.config)
+    for config in (a, b):
+        if "dataset" in config:
+            config["dataset"] = Path(str(config["dataset"])).name  # the same folder, perhaps moved
+    different = option_differences(b, a, ("dataset", "alignment", "min_face_size"))
+    if different:
+        raise ToolsError(f"{second.path} was embedded unlike {first.path} ({different}); embed the same folder the same way")
+
+
 @dataclass
 class EmbeddingsWriter:
     """Accumulates `eval embed` results; `save` writes them atomically in the format above."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from latticelock.tools import flags
-from latticelock.tools.embeddings import EmbeddingsWriter
+from latticelock.tools.embeddings import EmbeddingsWriter, load_embeddings, option_differences
 from latticelock.tools.errors import ToolsError
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def list_images(root: Path) -> list[str]:
     """Image paths relative to `root`, one level of identity folders, sorted."""
     root = Path(root)
     if not root.is_dir():
-        raise ToolsError(f"dataset folder {root} does not exist")
+        raise ToolsError(f"dataset folder {root} {'is not a folder' if root.exists() else 'does not exist'}")
     files = [
         f"{folder.name}/{image.name}"
         for folder in sorted(root.iterdir())
@@ -156,9 +156,8 @@ def embed_dataset(
     if side.exists():
         result = EmbeddingsWriter.resume(side)
         if result.config != config:
-            raise ToolsError(
-                f"{side} was made with other options ({result.config}); rerun with those or delete it to start over"
-            )
+            raise ToolsError(f"{side} was made with other options ({option_differences(result.config, config)}); "
+                             "rerun with those or delete it to start over")
     done = result.done()
     todo = [f for f in files if f not in done]
     jobs = [(root, todo[i : i + chunk]) for i in range(0, len(todo), chunk)]
@@ -197,8 +196,23 @@ def embed_dataset(
     return result
 
 
+def check_out(out: Path, config: dict) -> None:
+    """Before any work: OUT must name a file, and an existing one is replaced only by a rerun with its options."""
+    if not out.name or out.is_dir():
+        raise ToolsError(f"--out {out or '(empty)'}: give a file name for the embeddings, not a folder")
+    if out.exists():
+        made = load_embeddings(out).config
+        if made != config:
+            raise ToolsError(f"--out {out} exists, made with other options ({option_differences(made, config)}); "
+                             "choose another --out or delete it")
+
+
 def run(args: argparse.Namespace) -> int:
+    from latticelock.models.mtcnn import PNET_CELL
+
     flags.check_json_target(args.json)
+    if args.min_face_size < PNET_CELL:
+        raise ToolsError(f"--min-face-size must be at least {PNET_CELL} px (MTCNN's smallest window), got {args.min_face_size}")
     if args.limit is not None and args.limit < 1:
         raise ToolsError("--limit must be at least 1")
     if args.folds is not None and args.folds < 1:
@@ -223,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "min_face_size": args.min_face_size,
     }
+    check_out(args.out, config)
     workers, threads = parallelism(args.workers, args.threads)
     factory = functools.partial(build_pipeline, args.alignment, args.mirror_average, args.inference_backend, threads, args.min_face_size)
     start = time.perf_counter()
@@ -265,7 +280,7 @@ def register(commands) -> None:
                         help=f"worker processes (default: one per usable core, at most {MAX_WORKERS})")
     parser.add_argument("--threads", type=int, help="inference threads per worker (default: the usable cores left per worker, at least 1)")
     parser.add_argument("--min-face-size", type=int, default=DEFAULT_MIN_FACE_SIZE, metavar="PX",
-                        help=f"smallest face MTCNN looks for, in pixels (default {DEFAULT_MIN_FACE_SIZE}; smaller is slower)")
+                        help=f"smallest face MTCNN looks for, in pixels, at least 12 (default {DEFAULT_MIN_FACE_SIZE}; smaller is slower)")
     parser.add_argument("--limit", type=int, help="embed only the first N images (sorted order)")
     parser.add_argument("--pairs", type=Path, help="embed only the images an LFW pairs file names")
     parser.add_argument("--folds", type=int, help="with --pairs: only the first K folds")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from latticelock.tools import flags
-from latticelock.tools.embeddings import load_embeddings
+from latticelock.tools.embeddings import check_same_embedding, load_embeddings
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.pairs import Pair, read_pairs
 
@@ -118,8 +118,8 @@ def evaluate(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict
     }
 
 
-def centre_crop_embeddings(dataset: Path, files: list[str], threads: int | None) -> dict[str, np.ndarray]:
-    """Embeddings of the central 160x160 of 250x250 deep-funneled LFW images (with flip averaging)."""
+def centre_crop_embeddings(dataset: Path, files: list[str], threads: int | None, mirror: bool = True) -> dict[str, np.ndarray]:
+    """Embeddings of the central 160x160 of 250x250 deep-funneled LFW images (averaged with the mirror's if `mirror`)."""
     import cv2
 
     from latticelock.models.facenet import Embedder
@@ -133,31 +133,64 @@ def centre_crop_embeddings(dataset: Path, files: list[str], threads: int | None)
         side = int(round(min(h, w) * 160 / 250))
         y, x = (h - side) // 2, (w - side) // 2
         crop = cv2.resize(image[y : y + side, x : x + side], (160, 160), interpolation=cv2.INTER_LINEAR)
-        both = embedder.embed(np.stack([crop, crop[:, ::-1]]))
+        both = embedder.embed(np.stack([crop, crop[:, ::-1]] if mirror else [crop]))
         mean = both.sum(axis=0)
         out[name] = (mean / np.linalg.norm(mean)).astype(np.float32)
     return out
 
 
-def lfw_report(pairs: list[Pair], embeddings: dict[str, np.ndarray], failures: list[str],
-               dataset: Path | None, threads: int | None = None,
-               probes: tuple[dict[str, np.ndarray], list[str]] | None = None) -> LfwReport:
+@dataclass(frozen=True)
+class Side:
+    """Where one side of the pairs is read from: embeddings by file, the files that failed, and how to fill those in."""
+
+    embeddings: dict[str, np.ndarray]
+    failures: list[str]
+    mirror: bool = True  # how a centre-crop fallback is embedded, as the file's own embeddings were
+    name: str = "the embeddings"
+
+    @classmethod
+    def of(cls, data) -> "Side":
+        return cls(data.by_file(), list(data.failures), bool(data.config.get("flip_average", True)), str(data.path))
+
+    def absent(self, needed: set[str], which: str) -> set[str]:
+        """The needed images without an embedding; each must be a recorded failure."""
+        absent = needed - set(self.embeddings)
+        unexplained = sorted(absent - set(self.failures))
+        if unexplained:
+            raise ToolsError(
+                f"{self.name}: {len(unexplained)} {which} images of the pairs are neither embedded nor listed as failures "
+                f"(e.g. {unexplained[0]}); embed the whole LFW folder first"
+            )
+        return absent
+
+    def filled(self, absent: set[str], dataset: Path, threads: int | None) -> "Side":
+        if not absent:
+            return self
+        return Side({**self.embeddings, **centre_crop_embeddings(dataset, sorted(absent), threads, self.mirror)},
+                    self.failures, self.mirror, self.name)
+
+
+def lfw_report(pairs: list[Pair], first: Side, dataset: Path | None, threads: int | None = None,
+               second: Side | None = None) -> LfwReport:
     """The full LFW report; pairs naming an image that is neither embedded nor a recorded failure are an error.
 
-    `probes` (embeddings, failures) supplies each pair's second image instead of `embeddings`."""
-    seconds, second_failures = probes if probes is not None else (embeddings, failures)
-    absent = _absent({p.first for p in pairs}, embeddings, failures) | _absent({p.second for p in pairs}, seconds, second_failures)
-    if absent and dataset is not None:
-        fallbacks = centre_crop_embeddings(dataset, sorted(absent), threads)
-        embeddings, seconds = {**embeddings, **fallbacks}, {**seconds, **fallbacks}
+    `second` supplies each pair's second image instead of `first` (e.g. the loop's frames against templates)."""
+    second = second or first
+    absent_first = first.absent({p.first for p in pairs}, "first")
+    absent_second = second.absent({p.second for p in pairs}, "second")
+    if (absent_first or absent_second) and dataset is not None:
+        if second is first:
+            first = second = first.filled(absent_first | absent_second, dataset, threads)
+        else:
+            first, second = first.filled(absent_first, dataset, threads), second.filled(absent_second, dataset, threads)
         fallback = "centre crop of the deep-funneled image"
     else:
-        fallback = "scored as non-match (infinite distance)" if absent else "none needed"
-    affected = sum(1 for p in pairs if p.first in absent or p.second in absent)
+        fallback = "scored as non-match (infinite distance)" if absent_first or absent_second else "none needed"
+    affected = sum(1 for p in pairs if p.first in absent_first or p.second in absent_second)
     distances = np.array(
         [
-            float(np.linalg.norm(embeddings[p.first] - seconds[p.second]))
-            if p.first in embeddings and p.second in seconds
+            float(np.linalg.norm(first.embeddings[p.first] - second.embeddings[p.second]))
+            if p.first in first.embeddings and p.second in second.embeddings
             else np.inf
             for p in pairs
         ]
@@ -166,18 +199,6 @@ def lfw_report(pairs: list[Pair], embeddings: dict[str, np.ndarray], failures: l
     folds = np.array([p.fold for p in pairs])
     figures = evaluate(distances, same, folds)
     return LfwReport(pairs=len(pairs), pairs_with_fallback=affected, fallback=fallback, **figures)
-
-
-def _absent(needed: set[str], embeddings: dict[str, np.ndarray], failures: list[str]) -> set[str]:
-    """The needed images without an embedding; each must be a recorded failure."""
-    absent = needed - set(embeddings)
-    unexplained = sorted(absent - set(failures))
-    if unexplained:
-        raise ToolsError(
-            f"{len(unexplained)} images named by the pairs are neither embedded nor listed as failures "
-            f"(e.g. {unexplained[0]}); embed the whole LFW folder first"
-        )
-    return absent
 
 
 def format_report(report: LfwReport) -> str:
@@ -204,13 +225,15 @@ def run(args: argparse.Namespace) -> int:
             raise ToolsError(f"--folds must be between 2 and the number of folds in {args.pairs}")
         pairs = [p for p in pairs if p.fold < args.folds]
     data = load_embeddings(args.embeddings)
-    probes = None
+    frames = None
     if args.probe_embeddings is not None:
         frames = load_embeddings(args.probe_embeddings)
-        probes = (frames.by_file(), list(frames.failures))
-    report = lfw_report(pairs, data.by_file(), list(data.failures), args.dataset, args.threads, probes)
+        check_same_embedding(data, frames)
+    report = lfw_report(pairs, Side.of(data), args.dataset, args.threads, Side.of(frames) if frames else None)
     print(format_report(report))
-    flags.write_json(args.json, report.to_json())
+    sources = {"embeddings": str(data.path), "embeddings_config": data.config,
+               "probe_embeddings": str(frames.path) if frames else None, "probe_embeddings_config": frames.config if frames else None}
+    flags.write_json(args.json, {**report.to_json(), **sources})
     return 0
 
 

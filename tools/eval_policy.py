@@ -84,6 +84,9 @@ def dataset_pool(name: str, data: "EmbeddingsFile", names: frozenset[str] | None
 def with_probes(pool: Pool, data: "EmbeddingsFile", probes: "EmbeddingsFile") -> Pool:
     """`pool` with every attempt's frames read from `probes`, matched by file, and its templates kept:
     e.g. mirror-averaged enrolment against frames embedded once, as the unlock loop embeds them."""
+    from latticelock.tools.embeddings import check_same_embedding
+
+    check_same_embedding(data, probes)
     index = probes.index()
     wanted = list(data.index())  # in row order: one key per file
     if len(wanted) != len(data.files):

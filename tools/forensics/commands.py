@@ -56,7 +56,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _embeddings(args: argparse.Namespace):
-    """--embeddings, or DATASETS/lfw embedded once with `latticelock eval embed` (resumable) into the cache."""
+    """--embeddings, or DATASETS/lfw embedded once with `latticelock eval embed --mirror-average` (resumable) into the cache."""
     from latticelock.tools.datasets import dataset_path
     from latticelock.tools.embeddings import load_embeddings
 
@@ -67,8 +67,9 @@ def _embeddings(args: argparse.Namespace):
 
     out = cache_dir() / "embeddings" / "lfw.npz"
     if not out.exists():
+        # Mirror-averaged, as enrolment builds the templates that a thief steals.
         embed = build_parser().parse_args(["eval", "embed", str(dataset_path("lfw", args.datasets)), "--out", str(out),
-                                           "--min-face-size", "40"])
+                                           "--mirror-average"])
         embed.func(embed)
     return load_embeddings(out)
 
