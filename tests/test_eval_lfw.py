@@ -144,7 +144,7 @@ def test_probe_embeddings_supply_every_pairs_second_image_only():
     mixed = lfw_report(pairs, templates, None, second=Side(frames, []))
     assert mixed.accuracy < 1.0 and mixed.pairs_with_fallback == 0
     del frames["P0/P0_0002.jpg"]
-    with pytest.raises(ToolsError, match="frames.npz: 1 second images"):
+    with pytest.raises(ToolsError, match="frames.npz: 1 of the pairs' second images"):
         lfw_report(pairs, templates, None, second=Side(frames, [], name="frames.npz"))
 
 
@@ -372,7 +372,8 @@ def test_eval_embed_parallelism_refuses_zero():
 # --- eval embed: bad options are refused before any work ------------------------------------------
 
 def _embed(tmp_path, *extra):
-    return main(["eval", "embed", str(_dataset(tmp_path)), "--quiet", "--workers", "2", *extra])
+    root = tmp_path / "faces" if (tmp_path / "faces").is_dir() else _dataset(tmp_path)
+    return main(["eval", "embed", str(root), "--quiet", "--workers", "2", *extra])
 
 
 def test_eval_embed_refuses_a_min_face_size_below_mtcnns_window_before_starting_workers(tmp_path, capsys):
@@ -421,3 +422,58 @@ def test_eval_lfw_refuses_probes_embedded_from_another_dataset_or_otherwise(tmp_
     assert run("other.npz") == 2 and "DATASET_DIR: faces94, not lfw" in capsys.readouterr().err
     assert run("small.npz") == 2 and "--min-face-size: 20, not 40" in capsys.readouterr().err
     assert run("same.npz") == 0  # the same folder, moved, embedded in one pass: the device's case
+
+
+def test_the_json_never_replaces_a_file_the_command_reads_or_writes(tmp_path, capsys):
+    out = tmp_path / "e.npz"
+    assert _embed(tmp_path, "--out", str(out), "--json", str(out)) == 2
+    assert "would replace the file given as --out" in capsys.readouterr().err and not out.exists()
+    pairs, embeddings = _pairs_and_embeddings()
+    files = sorted(embeddings)
+    EmbeddingsWriter(config={}, files=files, embeddings=[embeddings[f] for f in files]).save(out)
+    before = out.read_bytes()
+    (tmp_path / "pairs.txt").write_text(PAIRS_TEXT)
+    (tmp_path / "templates.npz").write_bytes(before)
+    assert main(["eval", "lfw", "--pairs", str(tmp_path / "pairs.txt"), "--embeddings", str(tmp_path / "templates.npz"),
+                 "--probe-embeddings", str(out), "--json", str(out)]) == 2
+    assert "--probe-embeddings" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_eval_embed_refuses_an_out_it_could_not_write_before_the_work(tmp_path, capsys):
+    (tmp_path / "plain.txt").write_text("a file, not a folder")
+    assert _embed(tmp_path, "--out", str(tmp_path / "plain.txt" / "e.npz")) == 2
+    assert "cannot write there" in capsys.readouterr().err
+    assert _embed(tmp_path, "--out", str(tmp_path / ("a" * 250 + ".npz"))) == 2
+    assert "too long" in capsys.readouterr().err
+    assert _embed(tmp_path, "--out", str(tmp_path / "e.npz"), "--folds", "2") == 2
+    assert "--folds chooses folds of --pairs" in capsys.readouterr().err
+
+
+def test_stored_options_must_be_an_object_and_their_absence_is_named(tmp_path, capsys):
+    good = tmp_path / "good.npz"
+    EmbeddingsWriter(config={}, files=["a/1.jpg"], embeddings=[np.ones(512, np.float32)]).save(good)
+    with np.load(good) as data:
+        arrays = dict(data)
+    np.savez(tmp_path / "list.npz", **{**arrays, "config": np.asarray("[1, 2]")})
+    with pytest.raises(ToolsError, match="stored options are list, not a JSON object"):
+        load_embeddings(tmp_path / "list.npz")
+    assert _embed(tmp_path, "--out", str(good)) == 2
+    assert "it records none: an older version wrote it" in capsys.readouterr().err
+
+
+def test_the_forensics_cache_must_hold_mirror_averaged_templates(tmp_path, monkeypatch):
+    import argparse
+
+    from latticelock.tools.forensics.commands import _embeddings
+    from latticelock.tools.forensics.report import embedding_description
+
+    monkeypatch.setenv("LATTICELOCK_CACHE", str(tmp_path))
+    cache = tmp_path / "embeddings" / "lfw.npz"
+    EmbeddingsWriter(config={"flip_average": False}, files=["a/1.jpg"], embeddings=[np.ones(512, np.float32)]).save(cache)
+    with pytest.raises(ToolsError, match="one-pass embeddings"):
+        _embeddings(argparse.Namespace(embeddings=None, datasets=None))
+    EmbeddingsWriter(config={"flip_average": True, "alignment": "margin"}, files=["a/1.jpg"],
+                     embeddings=[np.ones(512, np.float32)]).save(cache)
+    assert _embeddings(argparse.Namespace(embeddings=None, datasets=None)).config["flip_average"] is True
+    assert embedding_description({"flip_average": False, "alignment": "margin"}) == "margin crop, embedded once, as the unlock loop embeds frames"
+    assert embedding_description({}) == "embedding options not recorded"

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from latticelock.tools import flags
+
 GROUPS: dict[str, tuple[str, list[str]]] = {
     "device": (
         "on-device runtime: enrol, unlock, users, wallet, firmware bridge",
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        flags.check_json_spares_the_files(args)
         return int(args.func(args) or 0)
     except _error_types() as exc:
         print(f"latticelock: error: {exc}", file=sys.stderr)

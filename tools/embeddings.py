@@ -97,6 +97,8 @@ def _read(path: Path) -> EmbeddingsFile:
         raise ToolsError(f"{path}: {len(emb)} embeddings, {len(labels)} labels and {len(files)} files disagree")
     if not np.all(np.isfinite(emb)):
         raise ToolsError(f"{path}: embeddings hold non-finite values")
+    if not isinstance(config, dict):
+        raise ToolsError(f"{path}: its stored options are {type(config).__name__}, not a JSON object")
     return EmbeddingsFile(emb.astype(np.float32), labels, files, failures, reasons, config, path, hashlib.sha256(raw).hexdigest())
 
 
@@ -113,6 +115,8 @@ def option_differences(made: dict, wanted: dict, keys: tuple[str, ...] | None = 
     def shown(value: object) -> str:
         return "on" if value is True else "off" if value is False else "none" if value is None else str(value)
 
+    if not made:
+        return "it records none: an older version wrote it"
     keys = keys or tuple(sorted(set(made) | set(wanted)))
     return "; ".join(f"{OPTION_FLAGS.get(k, k)}: {shown(made.get(k))}, not {shown(wanted.get(k))}"
                      for k in keys if made.get(k) != wanted.get(k))
@@ -120,7 +124,10 @@ def option_differences(made: dict, wanted: dict, keys: tuple[str, ...] | None = 
 
 def check_same_embedding(first: EmbeddingsFile, second: EmbeddingsFile) -> None:
     """ToolsError unless both files embed the same dataset's faces the same way up to the mirror (which may differ:
-    mirror-averaged templates against one-pass frames is the device's own case)."""
+    mirror-averaged templates against one-pass frames is the device's own case). A file that records no options
+    (written by an older version) is taken as it is."""
+    if not first.config or not second.config:
+        return  # an older version recorded no options: nothing to compare them by
     a, b = dict(first.config), dict(second.config)
     for config in (a, b):
         if "dataset" in config:

@@ -197,14 +197,27 @@ def embed_dataset(
 
 
 def check_out(out: Path, config: dict) -> None:
-    """Before any work: OUT must name a file, and an existing one is replaced only by a rerun with its options."""
+    """Before any work: OUT must name a file that can be written, and an existing one is replaced only by a rerun
+    with its options."""
     if not out.name or out.is_dir():
-        raise ToolsError(f"--out {out or '(empty)'}: give a file name for the embeddings, not a folder")
-    if out.exists():
-        made = load_embeddings(out).config
+        raise ToolsError(f"--out {str(out)!r}: give a file name for the embeddings, not a folder")
+    if out.exists() or out.is_symlink():
+        if not out.is_file():
+            raise ToolsError(f"--out {out} exists and is not a regular file; choose another --out")
+        try:
+            made = load_embeddings(out).config
+        except ToolsError as exc:
+            raise ToolsError(f"--out {out} exists and is no embeddings file to continue ({exc}); choose another --out or delete it") from None
         if made != config:
             raise ToolsError(f"--out {out} exists, made with other options ({option_differences(made, config)}); "
                              "choose another --out or delete it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        longest = len(partial_path(out).name) + 16  # the checkpoint's temporary name while it is written
+        if longest > os.pathconf(out.parent, "PC_NAME_MAX"):
+            raise ToolsError(f"--out {out}: the file name is too long for its checkpoint beside it; choose a shorter one")
+    except OSError as exc:
+        raise ToolsError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -217,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
         raise ToolsError("--limit must be at least 1")
     if args.folds is not None and args.folds < 1:
         raise ToolsError("--folds must be at least 1")
+    if args.folds is not None and args.pairs is None:
+        raise ToolsError("--folds chooses folds of --pairs; give both")
     root = args.dataset.resolve()
     files = list_images(root)
     if args.pairs is not None:

@@ -158,7 +158,7 @@ class Side:
         unexplained = sorted(absent - set(self.failures))
         if unexplained:
             raise ToolsError(
-                f"{self.name}: {len(unexplained)} {which} images of the pairs are neither embedded nor listed as failures "
+                f"{self.name}: {len(unexplained)} of the pairs' {which} images are neither embedded nor listed as failures "
                 f"(e.g. {unexplained[0]}); embed the whole LFW folder first"
             )
         return absent
@@ -231,8 +231,10 @@ def run(args: argparse.Namespace) -> int:
         check_same_embedding(data, frames)
     report = lfw_report(pairs, Side.of(data), args.dataset, args.threads, Side.of(frames) if frames else None)
     print(format_report(report))
-    sources = {"embeddings": str(data.path), "embeddings_config": data.config,
-               "probe_embeddings": str(frames.path) if frames else None, "probe_embeddings_config": frames.config if frames else None}
+    sources = {"embeddings": str(Path(data.path).resolve()), "embeddings_sha256": data.sha256, "embeddings_config": data.config,
+               "probe_embeddings": str(Path(frames.path).resolve()) if frames else None,
+               "probe_embeddings_sha256": frames.sha256 if frames else None,
+               "probe_embeddings_config": frames.config if frames else None}
     flags.write_json(args.json, {**report.to_json(), **sources})
     return 0
 

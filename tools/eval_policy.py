@@ -94,7 +94,7 @@ def with_probes(pool: Pool, data: "EmbeddingsFile", probes: "EmbeddingsFile") ->
     missing = [name for name in wanted if name not in index]
     if missing:
         raise ToolsError(f"{probes.path}: no embedding for {len(missing)} of the {len(wanted)} images of "
-                         f"{data.path} (first: {missing[0]}); embed the same folder with the same --min-face-size")
+                         f"{data.path} (first: {missing[0]}); embed the same folder")
     return replace(pool, embeddings=probes.embeddings[[index[name] for name in wanted]])
 
 

@@ -29,8 +29,29 @@ def json_output(parser: argparse.ArgumentParser, what: str = "the result") -> No
 
 def check_json_target(path: Path | None) -> None:
     """Fail before the work, not after it, when the JSON could not be written."""
-    if path is not None and not Path(path).expanduser().parent.is_dir():
-        raise ToolsError(f"--json {path}: folder {Path(path).expanduser().parent} does not exist")
+    if path is None:
+        return
+    path = Path(path).expanduser()
+    if not path.parent.is_dir():
+        raise ToolsError(f"--json {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ToolsError(f"--json {path} is a folder; give a file name")
+
+
+def check_json_spares_the_files(args: argparse.Namespace) -> None:
+    """The JSON must not replace a file the command reads or writes (an --out, --embeddings, ...)."""
+    target = getattr(args, "json", None)
+    if target is None:
+        return
+    target = Path(target).expanduser().resolve()
+    for name, value in vars(args).items():
+        for path in value if isinstance(value, list) else [value]:
+            if name != "json" and isinstance(path, Path) and path.expanduser().resolve() == target:
+                raise ToolsError(f"--json {args.json} would replace the file given as {_flag(name)}; write the JSON elsewhere")
+
+
+def _flag(dest: str) -> str:
+    return dest.upper() if dest in ("dataset",) else f"--{dest.replace('_', '-')}"
 
 
 def write_json(path: Path | None, data: Any) -> None:

@@ -65,12 +65,17 @@ def _embeddings(args: argparse.Namespace):
     from latticelock.models.assets import cache_dir
     from latticelock.tools.cli import build_parser
 
-    out = cache_dir() / "embeddings" / "lfw.npz"
-    if not out.exists():
-        # Mirror-averaged, as enrolment builds the templates that a thief steals.
-        embed = build_parser().parse_args(["eval", "embed", str(dataset_path("lfw", args.datasets)), "--out", str(out),
-                                           "--mirror-average"])
-        embed.func(embed)
+    out = cache_dir().parent / "embeddings" / "lfw.npz"  # $LATTICELOCK_CACHE/embeddings, beside models/
+    if out.exists():
+        cached = load_embeddings(out)
+        if not cached.config.get("flip_average", True):
+            raise ToolsError(f"{out} holds one-pass embeddings, not the mirror-averaged templates a thief steals; "
+                             "delete it to embed LFW again, or give --embeddings")
+        return cached
+    # Mirror-averaged, as enrolment builds the templates that a thief steals.
+    embed = build_parser().parse_args(["eval", "embed", str(dataset_path("lfw", args.datasets)), "--out", str(out),
+                                       "--mirror-average"])
+    embed.func(embed)
     return load_embeddings(out)
 
 

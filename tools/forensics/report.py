@@ -162,6 +162,14 @@ def _timed_kdf(scheme_name: str) -> float:
     return float(np.median(times))
 
 
+def embedding_description(config: dict) -> str:
+    """How the faces were embedded, from the options `eval embed` recorded."""
+    if not config:
+        return "embedding options not recorded"
+    mirror = "with flip averaging, as enrolment embeds" if config.get("flip_average") else "embedded once, as the unlock loop embeds frames"
+    return f"{config.get('alignment', 'margin')} crop, {mirror}"
+
+
 def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, workdir: Path | None = None,
                progress: bool = True, projection=None, image_attack=None, dataset: Path | None = None) -> Report:
     """Run every attack of `config` on `faces` (an `EmbeddingsFile`); victims are drawn from `eligible`
@@ -201,7 +209,7 @@ def run_report(faces, config: ReportConfig, eligible: set[str] | None = None, wo
               "public_faces": int(len(split.public)), "public_identities": int(len(np.unique(split.public_labels))),
               "victims": int(V), "attack_victims": int(n_attack),
               "victims_from": "identities of lfw_pairs.txt with 2+ images" if eligible is not None else "identities with 2+ images",
-              "decoder_backend": _decoder_backend(cfg.backend)},
+              "decoder_backend": _decoder_backend(cfg.backend), "embedding": embedding_description(getattr(faces, "config", {}))},
         threshold={**asdict(thr), "paper_tau": P.PAPER_TAU},
         baseline={"enrolled": {k: v for k, v in asdict(base_e).items() if k != "any_curve"},
                   "other-image": {k: v for k, v in asdict(base_o).items() if k != "any_curve"},

@@ -88,7 +88,7 @@ def protocol_differences(report) -> list[str]:
         f"Data: {report.data.get('embeddings', 'embeddings')} ({report.data['faces']} faces); attacker and victims "
         f"disjoint by identity ({report.data['public_identities']} public identities, {report.data['victims']} victims "
         f"from {report.data['victims_from']}).",
-        "Model: FaceNet 20180408-102900 (VGGFace2), margin crop with flip averaging, as enrolment embeds.",
+        f"Model: FaceNet 20180408-102900 (VGGFace2), {report.data.get('embedding', 'margin crop with flip averaging')}.",
         f"Threshold: tau = {t['tau']:.4f}, the {100 * t['target_fpr']:.1f}% quantile of public impostor distances "
         f"(the paper: {t['paper_tau']}).",
         "ASR: one reconstruction per victim; a success when it lies within tau of the enrolled image's embedding "
