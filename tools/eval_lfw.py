@@ -248,9 +248,7 @@ def register(commands) -> None:
     )
     flags.pairs(parser)
     flags.embeddings(parser)
-    parser.add_argument("--probe-embeddings", type=Path, metavar="FILE.npz",
-                        help="each pair's second image from this file (e.g. `eval embed` frames against "
-                             "`--mirror-average` templates, as the device matches)")
+    flags.probe_embeddings(parser, "each pair's second image")
     parser.add_argument("--dataset", type=Path, help="the LFW folder, to centre-crop images whose detection failed")
     parser.add_argument("--folds", type=int, help="use only the first K folds (K-fold cross-validation)")
     flags.threads(parser)

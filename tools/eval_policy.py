@@ -265,10 +265,7 @@ def register(commands) -> None:
                     "upper bounds and counts, for stores of 1 and N users; DET plots per dataset.",
     )
     flags.embeddings(parser, required=False)
-    parser.add_argument("--probe-embeddings", type=Path, metavar="FILE.npz",
-                        help="LFW frames from this file instead (same images; e.g. `eval embed`'s default, one pass as the "
-                             "unlock loop embeds frames, against --embeddings from `eval embed --mirror-average`, as "
-                             "enrolment builds templates)")
+    flags.probe_embeddings(parser, "LFW attempts' frames")
     parser.add_argument("--faces94", type=Path, metavar="FILE.npz", help="faces94 embeddings (device-like captures)")
     parser.add_argument("--deepface", type=Path, metavar="FILE.npz", help="deepface photos embeddings")
     pairs_flag(parser)

@@ -7,7 +7,8 @@ inference backends from models), so a new backend appears in every command at on
   atomically, so a missing folder is a clear error up front and never loses a finished result).
 - `--decoder-backend`: lattice decoders (auto, cpu, gpu); `--inference-backend`: MTCNN and FaceNet
   (onnxruntime, tensorrt); `--threads`: inference threads; `--datasets`: the face datasets folder;
-  `--embeddings`: a file written by `latticelock eval embed`; `--pairs`: an LFW pairs file; `--sets`:
+  `--embeddings`: a file written by `latticelock eval embed`; `--probe-embeddings`: the frames' embeddings
+  of the same images, beside templates from `--embeddings`; `--pairs`: an LFW pairs file; `--sets`:
   L2FE-Hash parameter sets.
 """
 
@@ -96,6 +97,13 @@ def datasets(parser: argparse.ArgumentParser) -> None:
 def embeddings(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("--embeddings", type=Path, required=required, metavar="FILE.npz",
                         help="embeddings written by `latticelock eval embed`")
+
+
+def probe_embeddings(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--probe-embeddings", type=Path, metavar="FILE.npz",
+                        help=f"{what} from this file (the same images: e.g. `eval embed`'s default, one pass as the unlock "
+                             "loop embeds frames, against --embeddings from `eval embed --mirror-average`, as enrolment "
+                             "builds templates)")
 
 
 def pairs(parser: argparse.ArgumentParser, help_text: str = "LFW pairs file (lfw_pairs.txt, View 2)") -> None:
