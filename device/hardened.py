@@ -69,17 +69,21 @@ def sealed_users(store: FlashStore, active: dict[str, int] | None = None) -> tup
 
 def ensure_lattice(mcu: "McuClient", parameter_set: str) -> bytes:
     """The chip's lattice id, provisioning a fresh device lattice for `parameter_set` first if it has none
-    (with the wallet's operating point, which the chip enforces in every wallet session)."""
+    (with the largest radius any record may have, for unlocking and for the wallet)."""
+    import math
+
     from latticelock.firmware_bridge.lattice_match import LatticeTables
-    from latticelock.kernels.recipe import device_lattice, radius_sq, wallet_parameter_set
+    from latticelock.kernels.params import get_parameter_set
+    from latticelock.kernels.recipe import device_lattice, wallet_parameter_set
 
     lattice_id = mcu.hello().lattice_id
     if any(lattice_id):
         return lattice_id
     lattice = device_lattice(os.urandom(32), parameter_set)
     tables = LatticeTables.from_float(lattice.q, lattice.n, lattice.basis, lattice.mu, lattice.proj, lattice.bstar_sqnorm)
-    return mcu.provision_lattice(lattice.parameter_set, lattice.seed, tables.to_bytes(), int(lattice.max_radius**2),
-                                 radius_sq(wallet_parameter_set(parameter_set)))
+    wallet_cap = min(lattice.max_radius, get_parameter_set(wallet_parameter_set(parameter_set)).radius)
+    return mcu.provision_lattice(lattice.parameter_set, lattice.seed, tables.to_bytes(), math.floor(lattice.max_radius**2),
+                                 math.floor(wallet_cap**2))
 
 
 def reconcile(store: FlashStore, mcu: "McuClient") -> list[str]:
@@ -132,7 +136,7 @@ def enrol(store: FlashStore, mcu: "McuClient", user: str, template: np.ndarray, 
     """Two-phase enrolment of `template` (see the module docstring); EnrolmentError on a collision."""
     from latticelock.firmware_bridge.errors import CollisionError
     from latticelock.firmware_bridge.messages import Purpose
-    from latticelock.kernels.recipe import probe_vector, radius_sq, sealed_record
+    from latticelock.kernels.recipe import probe_vector, record_radii_sq, sealed_record
 
     from latticelock.kernels.params import OPERATING_POINTS
 
@@ -150,7 +154,7 @@ def enrol(store: FlashStore, mcu: "McuClient", user: str, template: np.ndarray, 
                 mcu.load_record(other.name, other.generation, other.sealed)
         try:
             vector = probe_vector(template, parameter_set, projection=projection)
-            staged = mcu.enroll_face(user, generation, radius_sq(parameter_set), vector)
+            staged = mcu.enroll_face(user, generation, *record_radii_sq(template, parameter_set, projection=projection), vector)
         except CollisionError as exc:
             raise EnrolmentError(f"{exc.detail}: enrolment refused, nothing stored") from None
         stored = store.put(user, sealed_record(parameter_set, lattice_id, staged.sealed), generation=generation)

@@ -162,8 +162,8 @@ class McuClient:
     def provision_lattice(self, parameter_set: str, seed: bytes, tables: bytes, radius_sq: int, wallet_radius_sq: int) -> bytes:
         """Upload the device lattice's decoding tables in chunks; returns the lattice id the chip binds records to.
 
-        `radius_sq` is the largest acceptance radius any record may have, `wallet_radius_sq` the one the
-        chip applies in wallet sessions whatever a record was enrolled for."""
+        `radius_sq` is the largest unlock radius any record may have, `wallet_radius_sq` the largest
+        wallet radius (the wallet's operating point): the chip caps every record's radii by them."""
         for offset in range(0, len(tables), MAX_CHUNK):
             chunk = tables[offset : offset + MAX_CHUNK]
             received = self._request(LatticeChunk(offset, chunk), ChunkOk).received
@@ -172,9 +172,13 @@ class McuClient:
         digest = hashlib.sha256(tables).digest()
         return self._request(LatticeCommit(parameter_set, seed, radius_sq, wallet_radius_sq, len(tables), digest), LatticeReady).lattice_id
 
-    def enroll_face(self, user: str, generation: int, radius_sq: int, vector) -> FaceEnrolled:
-        """Stage `user`'s new record (pending until `commit_user`): the sealed helper data and the unlock public key."""
-        return self._request(EnrollFace(user, generation, radius_sq, encode_vector(vector)), FaceEnrolled)
+    def enroll_face(self, user: str, generation: int, radius_sq: int, wallet_radius_sq: int, vector) -> FaceEnrolled:
+        """Stage `user`'s new record (pending until `commit_user`): the sealed helper data and the unlock public key.
+
+        The chip seals both radii (squared) into the record: `radius_sq` decides unlocks, `wallet_radius_sq`
+        wallet addresses and signatures. It refuses (MALFORMED) unless 0 < wallet_radius_sq <= radius_sq,
+        radius_sq is within the lattice's radius and wallet_radius_sq within its wallet radius."""
+        return self._request(EnrollFace(user, generation, radius_sq, wallet_radius_sq, encode_vector(vector)), FaceEnrolled)
 
     def commit_user(self, user: str, generation: int, sealed: bytes) -> None:
         """Make the pending enrolment active; `sealed` is the blob the host stored (its digest is the proof)."""

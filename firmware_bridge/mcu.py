@@ -507,10 +507,15 @@ class Mcu:
         if isinstance(vector, Error):
             return vector
         counts = OpCounts()
-        # The wallet's keys answer only at the wallet's operating point, whatever a record was enrolled for.
-        cap = self.state.wallet_radius_sq if session.purpose is not Purpose.UNLOCK else self.state.lattice_radius_sq
+        state = self.state
         for user, (generation, opened) in session.loaded.items():
-            s = self._matches(opened.c, opened.tag, user, generation, vector, min(opened.radius_sq, cap), counts)
+            # Each purpose matches at the record's own radius for it (the wallet's is the tighter, so a face that
+            # unlocks may still not sign); the lattice's operating points cap both again, as enrolment did.
+            if session.purpose is Purpose.UNLOCK:
+                radius_sq = min(opened.radius_sq, state.lattice_radius_sq)
+            else:
+                radius_sq = min(opened.wallet_radius_sq, state.wallet_radius_sq)
+            s = self._matches(opened.c, opened.tag, user, generation, vector, radius_sq, counts)
             if s is not None:
                 session.matches[user] += 1
                 session.secrets[user] = s
@@ -563,11 +568,17 @@ class Mcu:
             return Error(ErrorCode.MALFORMED, detail="the generation must be at least 1 and grow with each enrolment")
         if not 0 < request.radius_sq <= state.lattice_radius_sq:
             return Error(ErrorCode.MALFORMED, detail="radius beyond the device lattice's")
+        # The wallet radius is the tighter operating point: never above the record's unlock radius nor the wallet's.
+        if not 0 < request.wallet_radius_sq <= min(request.radius_sq, state.wallet_radius_sq):
+            return Error(ErrorCode.MALFORMED, detail="the wallet radius must be positive and at most the radius and the device lattice's wallet radius")
         if slot is None and len(state.users) >= MAX_USERS:
             return Error(ErrorCode.STORAGE_FULL, detail=f"at most {MAX_USERS} users")
         vector = self._vector(request.vector)
         if isinstance(vector, Error):
             return vector
+        if request.radius_sq >= int(vector @ vector):
+            # The public mean face (e = 0) is a probe anyone can make: no record may accept it.
+            return Error(ErrorCode.MALFORMED, detail="a radius that reaches the public mean face")
         others = [u for u, s in state.users.items() if s.active and u != request.user]
         missing = [u for u in others if u not in session.loaded]
         if missing:
@@ -590,7 +601,8 @@ class Mcu:
         s = np.array([secrets.randbelow(q) for _ in range(n)], dtype=np.int64)
         c = (lat.A @ s + vector) % q
         tag = secret_tag(self.keys, request.user, request.generation, s)
-        sealed = seal(self.keys, state.device_id, lat.lattice_id, request.user, request.generation, c, tag, request.radius_sq)
+        sealed = seal(self.keys, state.device_id, lat.lattice_id, request.user, request.generation, c, tag,
+                      request.radius_sq, request.wallet_radius_sq)
         slot = state.users.setdefault(request.user, mcu_state.UserSlot())
         slot.pending_generation, slot.pending_digest = request.generation, hashlib.sha256(sealed).digest()
         self._save()

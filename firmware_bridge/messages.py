@@ -342,12 +342,14 @@ class EnrollFace(Message):
     LAYOUT: ClassVar[tuple[_Field, ...]] = (
         _USER,
         _Uint("generation", "generation", 32),
-        _Uint("radius_sq", "radius squared", 64),
+        _Uint("radius_sq", "unlock radius squared", 64),
+        _Uint("wallet_radius_sq", "wallet radius squared", 64),
         _Blob("vector", "template vector", MAX_VECTOR),
     )
     user: str
     generation: int
     radius_sq: int
+    wallet_radius_sq: int
     vector: bytes
 
 

@@ -7,8 +7,11 @@ HKDF-SHA256 output of it under its own label, so they are independent.
 Sealed helper data (what the host stores in a hardened record), ChaCha20-Poly1305:
 
     sealed = nonce 12 | AEAD(key_seal, nonce, plaintext, ad)
-    plaintext = m u8 | c (m x u32 LE) | tag 32 | radius_sq u64 LE
-    ad = "latticelock/sealed/v2" | device_id 16 | lattice_id 32 | u8 len(user) | user | generation u32 LE
+    plaintext = m u8 | c (m x u32 LE) | tag 32 | radius_sq u64 LE | wallet_radius_sq u64 LE
+    ad = "latticelock/sealed/v3" | device_id 16 | lattice_id 32 | u8 len(user) | user | generation u32 LE
+
+radius_sq is the record's unlock radius, wallet_radius_sq its wallet radius (never larger). v3 added the
+wallet radius; a v2 blob (one radius, 8 bytes shorter) is refused: re-enrol its user.
 
 The associated data binds a blob to this chip, its lattice, one user and one generation, so a blob
 copied to another user's name, another device or an older generation fails to open. Without the
@@ -34,11 +37,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 NONCE_SIZE = 12
 TAG_SIZE = 32
-AD_LABEL = b"latticelock/sealed/v2"
+AD_LABEL = b"latticelock/sealed/v3"
+_V2_SHORTER = 8  # a v2 blob had no wallet_radius_sq
 
 
 class SealError(ValueError):
-    """A sealed blob that does not open for this chip, lattice, user and generation (one reason for all)."""
+    """A sealed blob that does not open for this chip, lattice, user and generation (one reason for all;
+    only an old-format blob, known by its public size, is named as such)."""
 
 
 def _subkey(pepper: bytes, label: bytes) -> bytes:
@@ -82,9 +87,9 @@ def _ad(device_id: bytes, lattice_id: bytes, user: str, generation: int) -> byte
 
 
 def seal(keys: ChipKeys, device_id: bytes, lattice_id: bytes, user: str, generation: int,
-         c: np.ndarray, tag: bytes, radius_sq: int) -> bytes:
+         c: np.ndarray, tag: bytes, radius_sq: int, wallet_radius_sq: int) -> bytes:
     c = np.asarray(c, dtype="<u4")
-    plaintext = bytes([len(c)]) + c.tobytes() + tag + struct.pack("<Q", radius_sq)
+    plaintext = bytes([len(c)]) + c.tobytes() + tag + struct.pack("<QQ", radius_sq, wallet_radius_sq)
     nonce = os.urandom(NONCE_SIZE)
     return nonce + ChaCha20Poly1305(keys.seal).encrypt(nonce, plaintext, _ad(device_id, lattice_id, user, generation))
 
@@ -93,12 +98,16 @@ def seal(keys: ChipKeys, device_id: bytes, lattice_id: bytes, user: str, generat
 class Unsealed:
     c: np.ndarray  # int64 [m]
     tag: bytes
-    radius_sq: int
+    radius_sq: int  # unlock
+    wallet_radius_sq: int  # wallet purposes; <= radius_sq
 
 
 def unseal(keys: ChipKeys, device_id: bytes, lattice_id: bytes, user: str, generation: int, sealed: bytes, m: int) -> Unsealed:
     """Open a sealed blob; SealError for anything that is not this chip's blob of this user and generation."""
-    if len(sealed) != NONCE_SIZE + 1 + 4 * m + TAG_SIZE + 8 + 16:
+    if len(sealed) == sealed_size(m) - _V2_SHORTER:
+        # The size is public, so naming the old format tells a thief nothing.
+        raise SealError("sealed helper data of format v2 (no wallet radius) refused: enrol the user again")
+    if len(sealed) != sealed_size(m):
         raise SealError("sealed helper data refused")
     try:
         plain = ChaCha20Poly1305(keys.seal).decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], _ad(device_id, lattice_id, user, generation))
@@ -108,9 +117,9 @@ def unseal(keys: ChipKeys, device_id: bytes, lattice_id: bytes, user: str, gener
         raise SealError("sealed helper data refused")
     c = np.frombuffer(plain, dtype="<u4", count=m, offset=1).astype(np.int64)
     tag = plain[1 + 4 * m : 1 + 4 * m + TAG_SIZE]
-    (radius_sq,) = struct.unpack_from("<Q", plain, 1 + 4 * m + TAG_SIZE)
-    return Unsealed(c, tag, radius_sq)
+    radius_sq, wallet_radius_sq = struct.unpack_from("<QQ", plain, 1 + 4 * m + TAG_SIZE)
+    return Unsealed(c, tag, radius_sq, wallet_radius_sq)
 
 
 def sealed_size(m: int) -> int:
-    return NONCE_SIZE + 1 + 4 * m + TAG_SIZE + 8 + 16
+    return NONCE_SIZE + 1 + 4 * m + TAG_SIZE + 2 * 8 + 16

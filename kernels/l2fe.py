@@ -9,10 +9,11 @@ Gen (`enroll_derand(x, coins)`; `enroll` draws the coins from the OS CSPRNG):
     s    = uniform in Z_q^n, rejection-sampled from SHAKE-256(label || coins[48:80])
     c    = A s + e mod q
     (verifier, key) = derive(s, salt, kdf, label)
-    record = (parameter-set id, seed, c, salt, verifier)   -- nothing else: no embedding, no s, no e.
+    record = (parameter-set id, seed, c, salt, verifier)   -- nothing else: no embedding, no s, no e;
+    a set with a `stranger_z` adds the record's own squared radii (unlock, wallet; `kernels.radii`).
 
 Rep (`verify_many`): t = c - e' mod q (centred); decode t in the q-ary lattice L(A) on the BKZ-reduced
-basis (public, cached per seed) with the set's decoder: exact CVP within the set's radius by default;
+basis (public, cached per seed) with the set's decoder: exact CVP within the record's radius by default;
 Babai's nearest plane (the paper's decoder) followed by the same radius check; "babai-raw" (no radius
 check) only for comparison. Recover s from the lattice vector; recompute the verifier and compare it
 in constant time. Candidates that decode to the same s cost one KDF evaluation. The steps themselves
@@ -40,12 +41,14 @@ from latticelock.kernels.hazmat.rep import (
     SCHEME_ID,
     SECRET_COIN_BYTES,
     SEED_BYTES,
+    RADII_FIELD,
     L2FERep,
     derive,
     preprocess,
     sample_secret,
     secret_bytes,
 )
+from latticelock.kernels.radii import record_radii_sq
 from latticelock.kernels.record import Record
 from latticelock.kernels.scheme import SchemeBase, as_embedding
 
@@ -74,7 +77,10 @@ class L2FEScheme(L2FERep, SchemeBase):
         A = expand_matrix(seed, p.m, p.n, p.q)
         c = np.mod(A @ s + e, p.q)
         verifier, _ = derive(s, salt, self.kdf, self.label)
-        return Record(self.scheme_id, p.name, {"seed": seed, "c": c.astype(np.uint32), "salt": salt, "verifier": verifier})
+        fields = {"seed": seed, "c": c.astype(np.uint32), "salt": salt, "verifier": verifier}
+        if p.stranger_z is not None:
+            fields[RADII_FIELD] = np.array(record_radii_sq(p, self.projection, e), dtype=np.int64)
+        return Record(self.scheme_id, p.name, fields)
 
     def prepare(self, record: Record) -> ReducedBasis:
         """Reduce (and cache) the record's public basis ahead of the first unlock."""
@@ -83,7 +89,8 @@ class L2FEScheme(L2FERep, SchemeBase):
     # Rep
     def verify_many(self, record: Record, embeddings: np.ndarray) -> list[bytes | None]:
         lattice = self.public_lattice(record)
-        vectors, found = self.decode(lattice.basis, self.targets(record, embeddings))
+        targets = self.targets(record, embeddings)
+        vectors, found = self.decode_within(lattice.basis, targets, np.full(len(targets), self.record_radius_sq(record)))
         secrets_, solved = lattice.solver.solve_many(vectors)
         keys: list[bytes | None] = [None] * len(vectors)
         tested: dict[bytes, bytes | None] = {}
@@ -100,7 +107,7 @@ class L2FEScheme(L2FERep, SchemeBase):
         lattices = [self.public_lattice(r) for r in records]
         probe = as_embedding(embedding)[None, :]
         targets = np.concatenate([self.targets(r, probe) for r in records])
-        vectors, found = self.decode([lat.basis for lat in lattices], targets)
+        vectors, found = self.decode_within([lat.basis for lat in lattices], targets, [self.record_radius_sq(r) for r in records])
         keys: list[bytes | None] = []
         for record, lattice, v, ok in zip(records, lattices, vectors, found):
             s = lattice.solver.solve(v) if ok else None

@@ -18,11 +18,13 @@ Why these numbers
 
 Operating points (`OPERATING_POINTS`, by purpose): the device's sets share the device lattice
 (`DEVICE_BASE`: q, m, n, projection, scale, decoder, BKZ block; the microcontroller decodes every user
-on one lattice) and differ only in `radius`, so their thresholds are radius / scale. Each radius is
-calibrated by `latticelock eval calibrate` for a per-attempt false-accept target of the decision the
-device makes (its averaged template, the default 2-of-3 policy, one enrolled user: a store of N users
-gives a stranger N chances), on public LFW identities only. The paper's 1% sets stay unchanged for its
-comparison tables. A smaller radius changes nothing below: a thief's CVP is not bounded by it.
+on one lattice) and differ only in `stranger_z`: each record gets its own radius from the spread of
+strangers around its template (`kernels.radii`), because one radius for every face let strangers in
+unevenly (LFW's many-photo people took most false accepts). Each z is calibrated by `latticelock eval
+calibrate` for a per-attempt false-accept target of the decision the device makes (its averaged
+template, the default 2-of-3 policy, one enrolled user: a store of N users gives a stranger N
+chances), on public LFW identities only. The paper's 1% sets stay unchanged for its comparison
+tables. A smaller radius changes nothing below: a thief's CVP is not bounded by it.
 
 Measured figures are kept beside each constant below (`latticelock eval schemes`, LFW View 2, 5,999
 pairs, FaceNet margin crop + flip average; security columns from `kernels.security`).
@@ -39,6 +41,7 @@ protects the key; the plain mode only costs him one Argon2id per victim.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from latticelock.kernels.errors import ParameterSetError
@@ -67,6 +70,9 @@ class L2FEParams:
     kdf: KdfCost
     decoder: str  # default decoder: "cvp" (exact, within radius) or "babai" (the paper's)
     bkz_block: int  # BKZ block size of the reduced basis the device decodes with
+    # None: every record decodes within `radius`. A number: each record gets its own radius from the spread
+    # of strangers around its template at this many standard deviations (`kernels.radii`), at most `radius`.
+    stranger_z: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -82,6 +88,8 @@ class L2FEParams:
             problems.append(f"radius {self.radius} is not below half the lattice's minimum distance")
         if self.decoder not in DECODERS:
             problems.append(f"decoder {self.decoder!r} is not one of {DECODERS}")
+        if self.stranger_z is not None and not math.isfinite(self.stranger_z):
+            problems.append("stranger_z must be finite")
         if not 2 <= self.bkz_block <= self.m:
             problems.append(f"BKZ block size {self.bkz_block} outside [2, m]")
         if problems:
@@ -128,31 +136,32 @@ L2FE_FACENET_M64 = _set("l2fe-facenet-m64", 64, threshold=1.0616, bkz_block=20)
 
 # --- operating points of the device lattice ---------------------------------------------------------
 # In hardened mode the microcontroller decodes every user's probes on one device lattice of this shape,
-# so the device's operating points share its q, m, n, projection and scale and differ only in radius
-# (threshold = radius / scale; acceptance is exactly |e - e'| <= radius, radius < lambda_1 / 2).
+# so the device's operating points share its q, m, n, projection and scale. Each record gets its own
+# radius from the strangers' spread around its template (`kernels.radii`): the points differ in
+# `stranger_z`, and their `radius` is the lattice's unique-decoding one, the most any record may have.
 DEVICE_BASE = L2FE_FACENET_M64
 
 
-def _operating_point(name: str, radius: float) -> L2FEParams:
-    return replace(DEVICE_BASE, name=name, radius=radius)
+def _operating_point(name: str, stranger_z: float) -> L2FEParams:
+    return replace(DEVICE_BASE, name=name, stranger_z=stranger_z)
 
 
-# Radii from `latticelock eval calibrate --embeddings lfw.npz`: the 1,468 LFW identities that no pair of
+# z from `latticelock eval calibrate --embeddings lfw.npz`: the 1,468 LFW identities that no pair of
 # lfw_pairs.txt names (1,549 photos; templates of 1 photo for 1,416 of them, of 2-5 for 52), every
 # template against every other identity's 3-frame attempts, 1,154,670 impostor attempts of the 2-of-3
 # policy against a 1-user store, PCA cross-fitted on 4 folds of identities.
 # Measured per attempt by `latticelock eval policy` (5-photo templates, default 2-of-3 policy, 1 user;
 # LFW: 310 people of lfw_pairs.txt enrolled, attempts of its 4,281 identities; faces94: 18 people).
-# unlock, FAR 1e-4 per attempt: threshold 0.8183. 1-photo templates 23 / 1,078,284 (<= 3.2e-5);
-#   2+-photo templates 2 / 76,386 (<= 9.6e-5): averaged templates sit nearer strangers and set the radius.
-#   LFW: FAR 7.0e-5 (110 / 1,570,910, <= 8.4e-5), FRR 0.0149 (19 / 1,279); 10 users: FAR 7.0e-4.
-#   faces94: FAR 0 / 1,547, FRR 0 / 56. LFW people on faces94 templates: 1 / 91,278.
-L2FE_DEVICE_FAR1E4 = _operating_point("l2fe-device-far1e-4", radius=2548.1)
-# wallet, FAR 1e-5 per attempt: threshold 0.7554. 1-photo templates 4 / 1,078,284 (<= 9.5e-6);
-#   2+-photo templates 0 / 76,386 (<= 5.0e-5: too few public ones to certify 1e-5 for averaged templates).
-#   LFW: FAR 1.0e-5 (16 / 1,570,910, <= 1.65e-5: above the target for templates of 5 distinct photos),
-#   FRR 0.050 (64 / 1,279). faces94: FAR 0 / 1,547, FRR 0 / 56.
-L2FE_WALLET_FAR1E5 = _operating_point("l2fe-wallet-far1e-5", radius=2352.3)
+# unlock, FAR 1e-4 per attempt: z = -3.4418 (public templates' radii, quartiles 2572/2652/2731).
+#   Public: 1-photo templates 36 / 1,078,284 (<= 4.6e-5), 2+-photo 2 / 76,386 (<= 9.6e-5).
+#   LFW: FAR 5.1e-5 (80 / 1,570,910, <= 6.3e-5), FRR 0.0133 (17 / 1,279); 10 users: FAR 5.1e-4.
+#   faces94: FAR 0 / 1,547, FRR 0 / 56. LFW people on faces94 templates: 2 / 91,278.
+L2FE_DEVICE_FAR1E4 = _operating_point("l2fe-device-far1e-4", stranger_z=-3.4418)
+# wallet, FAR 1e-5 per attempt: z = -3.9637 (public templates' radii, quartiles 2234/2328/2422).
+#   Public: 1-photo templates 4 / 1,078,284 (<= 9.5e-6), 2+-photo 0 / 76,386 (too few to certify alone).
+#   LFW: FAR 1.9e-6 (3 / 1,570,910, <= 5.6e-6), FRR 0.068 (87 / 1,279). faces94: FAR 0 / 1,547, FRR 0 / 56.
+#   (With one radius for every face, calibrated the same way, LFW took 16 / 1,570,910, <= 1.65e-5.)
+L2FE_WALLET_FAR1E5 = _operating_point("l2fe-wallet-far1e-5", stranger_z=-3.9637)
 
 PARAMETER_SETS: dict[str, L2FEParams] = {
     p.name: p for p in (L2FE_FACENET_M32, L2FE_FACENET_M48, L2FE_FACENET_M64, L2FE_DEVICE_FAR1E4, L2FE_WALLET_FAR1E5)

@@ -26,11 +26,13 @@ for attack and research code only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
+from latticelock.kernels import radii
 from latticelock.kernels.errors import RecordError, SchemeError
 from latticelock.kernels.families import family
 from latticelock.kernels.hazmat.decode import BACKENDS as DECODER_BACKENDS
@@ -39,11 +41,12 @@ from latticelock.kernels.hazmat.rep import SCHEME_ID, L2FERep, PublicLattice, ce
 from latticelock.kernels.kdf import KdfCost
 from latticelock.kernels.params import get_parameter_set
 from latticelock.kernels.projection import Projection
+from latticelock.kernels.radii import same_lattice, wallet_point
 from latticelock.kernels.record import Record
 from latticelock.kernels.scheme import as_embedding, as_embeddings
 
 __all__ = ["DECODER_BACKENDS", "Attempt", "Candidate", "DeviceLattice", "Gallery", "device_lattice", "enrol",
-           "probe_vector", "radius_sq", "sealed_fields", "sealed_record", "shares_lattice", "wallet_parameter_set"]
+           "probe_vector", "record_radii_sq", "sealed_fields", "sealed_record", "shares_lattice", "wallet_parameter_set"]
 
 SEALED_SCHEME_ID = "l2fe-hash-mcu"
 SEALED_FIELDS = ("lattice", "sealed")
@@ -85,6 +88,8 @@ class _Entry:
     label: bytes
     record: Record
     lattice: PublicLattice
+    radius_sq: int  # what the record accepts within to unlock
+    wallet_radius_sq: int  # and to open the wallet (0: never, a comparison set's record)
 
 
 class Gallery:
@@ -102,7 +107,6 @@ class Gallery:
         projection: Projection | None = None,
     ) -> None:
         self._reps: dict[str, L2FERep] = {}
-        self._capped: dict[str, L2FERep] | None = None
         self._groups: dict[str, list[_Entry]] = {}
         for user, record in records.items():
             what = family(record.scheme_id)
@@ -118,25 +122,19 @@ class Gallery:
                 lattice = rep.public_lattice(record)
             except RecordError as exc:
                 raise RecordError(f"user {user!r}: {exc}") from None
-            self._groups.setdefault(record.parameter_set, []).append(_Entry(user, user.encode("utf-8"), record, lattice))
+            # A record of a comparison set has one radius for every face, far too loose for a wallet.
+            wallet = rep.record_radius_sq(record, wallet=True) if rep.params.stranger_z is not None else 0
+            self._groups.setdefault(record.parameter_set, []).append(
+                _Entry(user, user.encode("utf-8"), record, lattice, rep.record_radius_sq(record), wallet))
 
     @property
     def users(self) -> list[str]:
         return [entry.user for entries in self._groups.values() for entry in entries]
 
     def attempt(self, wallet: bool = False) -> "Attempt":
-        """One attempt; `wallet` holds every record to the wallet's operating point of its lattice (what a
-        wallet signature needs, whatever the record was enrolled for)."""
-        return Attempt(self, self._wallet_reps() if wallet else self._reps)
-
-    def _wallet_reps(self) -> dict[str, L2FERep]:
-        if self._capped is None:
-            self._capped = {}
-            for parameter_set, rep in self._reps.items():
-                radius = min(rep.radius, get_parameter_set(wallet_parameter_set(parameter_set)).radius)
-                self._capped[parameter_set] = L2FERep(parameter_set, kdf=rep.kdf, backend=rep.backend,
-                                                      projection=rep._projection, radius=radius)
-        return self._capped
+        """One attempt; `wallet` holds every record to its wallet radius (what a wallet signature needs,
+        whatever the record was enrolled for)."""
+        return Attempt(self, wallet)
 
     def warm_up(self) -> None:
         """Compile the decoders now: uniform random targets decode to nothing, so no KDF runs."""
@@ -156,9 +154,10 @@ class Gallery:
 class Attempt:
     """One unlock attempt: probes in, candidates out, one KDF per distinct (user, secret) confirmed."""
 
-    def __init__(self, gallery: Gallery, reps: dict[str, L2FERep]) -> None:
+    def __init__(self, gallery: Gallery, wallet: bool = False) -> None:
         self._gallery = gallery
-        self._reps = reps
+        self._reps = gallery._reps
+        self._wallet = wallet
         self._secrets: list[tuple[_Entry, np.ndarray]] = []
         self._ids: dict[tuple[str, bytes], int] = {}
         self._keys: dict[int, bytes | None] = {}
@@ -173,9 +172,12 @@ class Attempt:
         found: list[list[Candidate]] = [[] for _ in range(len(probes))]
         for parameter_set, entries in self._gallery._groups.items():
             rep = self._reps[parameter_set]
+            radii = [e.wallet_radius_sq if self._wallet else e.radius_sq for e in entries]
+            if not any(radii):
+                continue
             targets = np.concatenate([rep.targets(e.record, probes) for e in entries])
             bases = [e.lattice.basis for e in entries for _ in range(len(probes))]
-            vectors, ok = rep.decode(bases, targets)
+            vectors, ok = rep.decode_within(bases, targets, np.repeat(radii, len(probes)))
             for row in np.flatnonzero(ok):
                 entry, probe = entries[row // len(probes)], row % len(probes)
                 s = entry.lattice.solver.solve(vectors[row])
@@ -242,10 +244,6 @@ class DeviceLattice:
     proj: np.ndarray  # float64[m, m]
 
 
-def _lattice_family(p) -> tuple:
-    return (p.q, p.m, p.n, p.scale, p.projection, p.bkz_block)
-
-
 def device_lattice(seed: bytes, parameter_set: str) -> DeviceLattice:
     """Reduce (and cache) the basis of the device lattice for `parameter_set` from a 32-byte seed.
 
@@ -258,29 +256,33 @@ def device_lattice(seed: bytes, parameter_set: str) -> DeviceLattice:
     rb = reduced_basis_for(seed, p.m, p.n, p.q, p.bkz_block)
     calibrated = {name for name, point in OPERATING_POINTS.items() if point.far_per_attempt is not None}
     if p.name in calibrated:
-        shared = max(PARAMETER_SETS[n].radius for n in calibrated if _lattice_family(PARAMETER_SETS[n]) == _lattice_family(p))
+        shared = max(PARAMETER_SETS[n].radius for n in calibrated if same_lattice(PARAMETER_SETS[n], p))
     else:
         shared = p.radius  # a comparison set (research, tests): the lattice takes its own radius and no more
     return DeviceLattice(p.name, bytes(seed), p.q, p.m, p.n, shared, rb.basis, rb.mu, rb.bstar_sqnorm, rb.proj)
 
 
 def shares_lattice(parameter_set: str, other: str) -> bool:
-    """Whether two parameter sets can be matched on one device lattice (they differ in radius only)."""
-    return _lattice_family(get_parameter_set(parameter_set)) == _lattice_family(get_parameter_set(other))
+    """Whether two parameter sets can be matched on one device lattice (they differ in radius or z only)."""
+    return same_lattice(get_parameter_set(parameter_set), get_parameter_set(other))
 
 
 def wallet_parameter_set(parameter_set: str) -> str:
     """The wallet's operating point on the same device lattice as `parameter_set` (the set itself if the
-    lattice has no wallet point): the chip holds every wallet session to its radius."""
-    from latticelock.kernels import params
-
-    wallet = getattr(params, "DEFAULT_FOR_PURPOSE", {}).get("wallet")
-    return wallet if wallet is not None and shares_lattice(wallet, parameter_set) else get_parameter_set(parameter_set).name
+    lattice has no wallet point)."""
+    return wallet_point(get_parameter_set(parameter_set)).name
 
 
-def radius_sq(parameter_set: str) -> int:
-    """The set's acceptance radius squared, in the integer units the microcontroller compares."""
-    return int(get_parameter_set(parameter_set).radius ** 2)
+def record_radii_sq(template: np.ndarray, parameter_set: str, *, projection: Projection | None = None) -> tuple[int, int]:
+    """(unlock, wallet) squared radii, in the integer units the microcontroller compares, of a record of
+    `parameter_set` enrolled from `template`: its own under a set with `stranger_z` (`kernels.radii`), else
+    the set's radius and the wallet point's."""
+    rep = L2FERep(parameter_set, projection=projection)
+    p = rep.params
+    if p.stranger_z is not None:
+        return radii.record_radii_sq(p, rep.projection, preprocess(p, rep.projection, as_embedding(template)[None, :])[0])
+    own = math.floor(p.radius**2)
+    return own, min(own, math.floor(wallet_point(p).radius**2))
 
 
 def sealed_record(parameter_set: str, lattice: bytes, sealed: bytes) -> Record:

@@ -24,7 +24,10 @@ PARAMETER_SET = "l2fe-device-far1e-4"
 def synthetic_projection(seed: int = 0) -> Projection:
     rng = np.random.default_rng(seed)
     q, _ = np.linalg.qr(rng.normal(size=(DIM, 64)))
-    return Projection(np.zeros(DIM, np.float32), q.T.astype(np.float32), {"source": "synthetic test projection"})
+    # The fake people are unit vectors spread evenly over the first 32 directions (`person_centre`).
+    spread = [1 / 32] * 32 + [1e-6] * 32
+    return Projection(np.zeros(DIM, np.float32), q.T.astype(np.float32),
+                      {"source": "synthetic test projection", "explained_variance": spread})
 
 
 PROJECTION = synthetic_projection()

@@ -19,11 +19,12 @@ import numpy as np
 from latticelock.firmware_bridge import messages as m
 from latticelock.firmware_bridge.lattice_match import LatticeTables
 from latticelock.firmware_bridge.mcu import Mcu
-from latticelock.kernels.recipe import DeviceLattice, device_lattice, radius_sq
+from latticelock.kernels.params import get_parameter_set
+from latticelock.kernels.recipe import DeviceLattice, device_lattice
 
 PARAMETER_SET = "l2fe-facenet-m32"
 SEED = bytes(range(32))
-RADIUS_SQ = radius_sq(PARAMETER_SET)
+RADIUS_SQ = int(get_parameter_set(PARAMETER_SET).radius ** 2)  # the set's radius, in the chip's integer units
 PASSCODE = "correct horse"
 ITERATIONS = 1000
 START = 1_700_000_000.0
@@ -74,20 +75,23 @@ def make(state_dir: Path, clock: Clock, provisioning: bool = False, **options) -
     return Mcu(state_dir, provisioning=provisioning, clock=clock, passcode_iterations=ITERATIONS, **options)
 
 
-def upload(mcu: Mcu, data: bytes, radius: int, seed: bytes = SEED, parameter_set: str = PARAMETER_SET) -> m.Message:
-    """LATTICE_CHUNKs then LATTICE_COMMIT; the last answer."""
+def upload(mcu: Mcu, data: bytes, radius: int, seed: bytes = SEED, parameter_set: str = PARAMETER_SET,
+           wallet_radius: int | None = None) -> m.Message:
+    """LATTICE_CHUNKs then LATTICE_COMMIT (the wallet radius is `radius` unless given); the last answer."""
     for offset in range(0, len(data), m.MAX_CHUNK):
         answer = mcu.handle(m.LatticeChunk(offset, data[offset : offset + m.MAX_CHUNK]))
         if not isinstance(answer, m.ChunkOk):
             return answer
-    return mcu.handle(m.LatticeCommit(parameter_set, seed, radius, radius, len(data), hashlib.sha256(data).digest()))
+    wallet = radius if wallet_radius is None else wallet_radius
+    return mcu.handle(m.LatticeCommit(parameter_set, seed, radius, wallet, len(data), hashlib.sha256(data).digest()))
 
 
-def provision(mcu: Mcu) -> bytes:
-    """Set the passcode (first provisioning) and upload the device lattice; the lattice id."""
+def provision(mcu: Mcu, wallet_radius_sq: int | None = None) -> bytes:
+    """Set the passcode (first provisioning) and upload the device lattice (its wallet radius as loose as
+    its unlock radius unless given); the lattice id."""
     assert mcu.handle(m.SetPasscode("", PASSCODE)) == m.PasscodeSet()
     lat = lattice()
-    ready = upload(mcu, tables().to_bytes(), int(lat.max_radius**2))
+    ready = upload(mcu, tables().to_bytes(), int(lat.max_radius**2), wallet_radius=wallet_radius_sq)
     assert isinstance(ready, m.LatticeReady), ready
     return ready.lattice_id
 
@@ -114,19 +118,20 @@ class Bench:
     def admin(self) -> None:
         assert self.ask(m.Passcode(PASSCODE)) == m.PasscodeOk(True)
 
-    def stage(self, user: str, vector, generation: int | None = None) -> m.Message:
-        """An ENROL session with every other user's record loaded, then ENROLL_FACE (no commit)."""
+    def stage(self, user: str, vector, generation: int | None = None, wallet_radius_sq: int = RADIUS_SQ) -> m.Message:
+        """An ENROL session with every other user's record loaded, then ENROLL_FACE (no commit) at the
+        unlock radius RADIUS_SQ and `wallet_radius_sq`."""
         if generation is None:
             generation = self.records.get(user, (0, b""))[0] + 1
         assert isinstance(self.ask(m.OpenSession(m.Purpose.ENROL, 0, 0)), m.Session)
         for other, (gen, sealed) in self.records.items():
             if other != user:
                 assert self.ask(m.LoadRecord(other, gen, sealed)) == m.RecordLoaded(other)
-        return self.ask(m.EnrollFace(user, generation, RADIUS_SQ, vec(vector)))
+        return self.ask(m.EnrollFace(user, generation, RADIUS_SQ, wallet_radius_sq, vec(vector)))
 
-    def enrol(self, user: str, vector) -> m.FaceEnrolled:
+    def enrol(self, user: str, vector, wallet_radius_sq: int = RADIUS_SQ) -> m.FaceEnrolled:
         """Two-phase enrolment as the host does it: stage, store, commit."""
-        staged = self.stage(user, vector)
+        staged = self.stage(user, vector, wallet_radius_sq=wallet_radius_sq)
         assert isinstance(staged, m.FaceEnrolled), staged
         self.records[user] = (staged.generation, staged.sealed)
         self.public_keys[user] = staged.public_key

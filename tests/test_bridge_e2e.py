@@ -69,7 +69,7 @@ class Bench:
         mcu.open_session(Purpose.ENROL)
         for other, (generation, sealed) in self.records.items():
             mcu.load_record(other, generation, sealed)
-        staged = mcu.enroll_face(user, self.records.get(user, (0, b""))[0] + 1, RADIUS_SQ, face(person))
+        staged = mcu.enroll_face(user, self.records.get(user, (0, b""))[0] + 1, RADIUS_SQ, RADIUS_SQ, face(person))
         self.records[user] = (staged.generation, staged.sealed)
         mcu.commit_user(user, staged.generation, staged.sealed)
         mcu.close_session()
@@ -227,7 +227,7 @@ def test_a_session_outlives_the_connection_that_opened_it(tmp_path: Path) -> Non
             mcu.provision_lattice("l2fe-facenet-m32", SEED, tables().to_bytes(), int(lattice().max_radius**2), int(lattice().max_radius**2))
             mcu.open_session(Purpose.ENROL)
         with McuClient(open_link(sim.address, timeout=5.0)) as mcu:
-            assert mcu.enroll_face("ann", 1, RADIUS_SQ, face(1)).user == "ann"
+            assert mcu.enroll_face("ann", 1, RADIUS_SQ, RADIUS_SQ, face(1)).user == "ann"
 
 
 def test_run_simulator_reports_its_address_and_stops(tmp_path: Path) -> None:

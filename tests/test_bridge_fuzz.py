@@ -39,7 +39,7 @@ SAMPLES: list[m.Message] = [
     m.OpenSession(m.Purpose.WALLET_SIGN, 2, 3, 7, b"pay 3 to carol"),
     m.LoadRecord("alice", 2, bytes(range(256)) + bytes(69)),
     m.Probe(m.encode_vector(range(-32, 32))),
-    m.EnrollFace("bøb", 1, 10_928_974, m.encode_vector(range(64))),
+    m.EnrollFace("bøb", 1, 10_928_974, 2_732_243, m.encode_vector(range(64))),
     m.CommitUser("bøb", 1, bytes(range(32))),
     m.AbortUser("bøb"),
     m.RemoveUser("carol"),

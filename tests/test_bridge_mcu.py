@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 
 import os
+import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcu_bench import PASSCODE, RADIUS_SQ, Bench, Clock, code, genuine, make, provision, provisioned, tables, upload, vec
@@ -18,6 +21,7 @@ from latticelock.firmware_bridge import mcu_state
 from latticelock.firmware_bridge import messages as m
 from latticelock.firmware_bridge.errors import StateError
 from latticelock.firmware_bridge.framing import Frame
+from latticelock.firmware_bridge.sealing import ChipKeys, SealError, seal, sealed_size, unseal
 from latticelock.firmware_bridge.keys import (
     derive_ed25519,
     public_key_bytes,
@@ -98,7 +102,46 @@ def test_enrolment_probes_and_face_enrolments_keep_to_their_sessions(bench: Benc
     bench.ask(m.OpenSession(m.Purpose.ENROL, 0, 0))
     assert code(bench.ask(m.Probe(vec(genuine(1, 0))))) == m.ErrorCode.UNEXPECTED
     bench.open()
-    assert code(bench.ask(m.EnrollFace("cy", 1, 1000, vec(genuine(3, 0))))) == m.ErrorCode.UNEXPECTED
+    assert code(bench.ask(m.EnrollFace("cy", 1, 1000, 1000, vec(genuine(3, 0))))) == m.ErrorCode.UNEXPECTED
+
+
+# --- sealed records --------------------------------------------------------------------------------
+
+
+def test_a_sealed_record_round_trips_both_radii() -> None:
+    keys = ChipKeys.from_pepper(bytes(range(32)))
+    c, tag = np.arange(32, dtype=np.int64) * 2047, bytes(range(100, 132))
+    blob = seal(keys, bytes(16), bytes(32), "ann", 3, c, tag, 22_710, 5_677)
+    assert len(blob) == sealed_size(32)
+    opened = unseal(keys, bytes(16), bytes(32), "ann", 3, blob, 32)
+    assert (opened.radius_sq, opened.wallet_radius_sq, opened.tag) == (22_710, 5_677, tag)
+    assert np.array_equal(opened.c, c)
+
+
+def test_the_chip_seals_the_radii_it_was_given(bench: Bench) -> None:
+    bench.start(provisioning=True)
+    bench.admin()
+    staged = bench.stage("cy", genuine(3, 0), wallet_radius_sq=RADIUS_SQ // 3)
+    state, lattice = bench.mcu.state, bench.mcu.lattice
+    opened = unseal(ChipKeys.from_pepper(state.pepper), state.device_id, lattice.lattice_id, "cy", 1, staged.sealed, 32)
+    assert (opened.radius_sq, opened.wallet_radius_sq) == (RADIUS_SQ, RADIUS_SQ // 3)
+
+
+def test_a_one_radius_v2_blob_is_refused_with_the_reason(bench: Bench) -> None:
+    """The format before the wallet radius: its own label and one radius. unseal names it; the chip
+    answers it like any other foreign record."""
+    state, lattice = bench.mcu.state, bench.mcu.lattice
+    keys = ChipKeys.from_pepper(state.pepper)
+    gen, blob = bench.records["ann"]
+    current = unseal(keys, state.device_id, lattice.lattice_id, "ann", gen, blob, 32)
+    plaintext = bytes([32]) + current.c.astype("<u4").tobytes() + current.tag + struct.pack("<Q", current.radius_sq)
+    ad = b"latticelock/sealed/v2" + state.device_id + lattice.lattice_id + b"\x03ann" + struct.pack("<I", gen)
+    nonce = os.urandom(12)
+    old = nonce + ChaCha20Poly1305(keys.seal).encrypt(nonce, plaintext, ad)
+    with pytest.raises(SealError, match="format v2"):
+        unseal(keys, state.device_id, lattice.lattice_id, "ann", gen, old, 32)
+    bench.open()
+    assert bench.ask(m.LoadRecord("ann", gen, old)) == m.Error(m.ErrorCode.REJECTED, 0, "record refused")
 
 
 # --- state files ---------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ STRATEGIES: dict[type[m.Message], st.SearchStrategy[m.Message]] = {
     m.OpenSession: st.builds(m.OpenSession, u8, u8, u8, u32, _bytes(m.MAX_MESSAGE, 0)),
     m.LoadRecord: st.builds(m.LoadRecord, users, u32, _bytes(m.MAX_SEALED, 1)),
     m.Probe: st.builds(m.Probe, _bytes(m.MAX_VECTOR, 1)),
-    m.EnrollFace: st.builds(m.EnrollFace, users, u32, u64, _bytes(m.MAX_VECTOR, 1)),
+    m.EnrollFace: st.builds(m.EnrollFace, users, u32, u64, u64, _bytes(m.MAX_VECTOR, 1)),
     m.CommitUser: st.builds(m.CommitUser, users, u32, st.binary(min_size=32, max_size=32)),
     m.AbortUser: st.builds(m.AbortUser, users),
     m.RemoveUser: st.builds(m.RemoveUser, users),

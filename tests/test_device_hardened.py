@@ -237,13 +237,15 @@ def test_a_stale_record_is_left_out_and_spoils_no_one_elses_attempt(tmp_path, de
 
 def test_only_a_device_operating_point_is_enrolled_and_the_chip_caps_the_radius(tmp_path, device):
     """At the paper's 1% radius the centre of the projection (a vector anyone can send) reaches nearly
-    every face: the device refuses that point, and the chip's lattice takes no radius beyond the device's."""
+    every face: the device refuses that point, and the chip takes no radius beyond its lattice's nor one
+    that reaches the mean face."""
+    import math
+
     import numpy as np
 
     from latticelock.firmware_bridge.errors import McuError
     from latticelock.firmware_bridge.messages import Purpose
     from latticelock.kernels.params import get_parameter_set
-    from latticelock.kernels.recipe import radius_sq
 
     store, mcu, _ = device
     folder = write_frames(tmp_path / "enrol", 1, range(5))
@@ -253,4 +255,8 @@ def test_only_a_device_operating_point_is_enrolled_and_the_chip_caps_the_radius(
     enrol_person(tmp_path, store, mcu, "alice", 1)
     mcu.open_session(Purpose.ENROL)
     with pytest.raises(McuError, match="radius beyond the device lattice"):
-        mcu.enroll_face("bob", 1, radius_sq("l2fe-facenet-m64"), np.zeros(get_parameter_set(PARAMETER_SET).m, int))
+        mcu.enroll_face("bob", 1, math.floor(get_parameter_set(PARAMETER_SET).radius**2) + 1, 1,
+                        np.zeros(get_parameter_set(PARAMETER_SET).m, int))
+    far = np.full(get_parameter_set(PARAMETER_SET).m, 400, int)  # |e| = 3200, within the lattice's cap
+    with pytest.raises(McuError, match="mean face"):
+        mcu.enroll_face("bob", 1, int(far @ far), 1, far)

@@ -1,4 +1,4 @@
-"""`latticelock eval calibrate`: radii read off public impostor attempts, cross-fitted, with honest counts."""
+"""`latticelock eval calibrate`: stranger z read off public impostor attempts, cross-fitted, with honest counts."""
 
 from __future__ import annotations
 
@@ -8,43 +8,44 @@ import numpy as np
 import pytest
 
 from eval_fakes import write_faces
-from latticelock.kernels.params import DEVICE_BASE
+from latticelock.kernels.params import DEFAULT_SET, DEVICE_BASE, get_parameter_set
 from latticelock.tools.attempts import identities, slices
 from latticelock.tools.cli import main
 from latticelock.tools.embeddings import load_embeddings
 from latticelock.tools.errors import ToolsError
-from latticelock.tools.eval_calibrate import calibrate, fold_scores, radius_for
+from latticelock.tools.eval_calibrate import calibrate, fold_scores, z_for
 from latticelock.tools.rates import wilson_upper
 
 PUBLIC = [1] * 180 + [2, 3, 6, 4]  # mostly one photo each, as LFW's public identities
 
 
-def test_radius_is_the_largest_whose_wilson_bound_meets_the_target():
-    scores = np.arange(1, 100_001, dtype=np.float64)  # impostor scores 1, 2, ..., 100000
-    r = radius_for({"1 photo": scores}, 1e-4, max_radius=1e9)
+def test_z_is_the_largest_whose_wilson_bound_meets_the_target():
+    scores = np.arange(1, 100_001, dtype=np.float64) / 1000 - 60  # impostor z-scores -59.999, ..., 40
+    r = z_for({"1 photo": scores}, 1e-4)
     (g,) = r.groups
     assert wilson_upper(g.false_accepts, 100_000) <= 1e-4 < wilson_upper(g.false_accepts + 1, 100_000)
-    assert g.false_accepts == np.count_nonzero(scores <= r.radius) and r.radius < g.false_accepts + 1
+    assert g.false_accepts == np.count_nonzero(scores <= r.stranger_z) and r.stranger_z < scores[g.false_accepts]
     assert r.attempts_needed == 30_000 and g.far == g.false_accepts / 100_000 and g.certifies
-    tighter = radius_for({"1 photo": scores}, 5e-5, max_radius=1e9)
-    assert tighter.radius < r.radius
+    tighter = z_for({"1 photo": scores}, 5e-5)
+    assert tighter.stranger_z < r.stranger_z
 
 
 def test_a_group_too_small_to_certify_must_accept_no_one():
     many = np.arange(1, 100_001, dtype=np.float64) + 10
-    few = np.array([4.55, 80.0, 90.0])  # 3 attempts: cannot certify 1e-4, but bounds the radius
-    r = radius_for({"1 photo": many, "2+ photos": few}, 1e-4, max_radius=1e9)
-    assert r.radius == 4.5
+    few = np.array([-4.55005, 80.0, 90.0])  # 3 attempts: cannot certify 1e-4, but bounds z (to 1e-4)
+    r = z_for({"1 photo": many, "2+ photos": few}, 1e-4)
+    assert r.stranger_z == -4.5501
     one, averaged = r.groups
     assert one.certifies and (averaged.false_accepts, averaged.certifies) == (0, False)
-    assert radius_for({"1 photo": many, "2+ photos": few + 100}, 1e-4, max_radius=1e9).radius > 4.5
+    assert z_for({"1 photo": many, "2+ photos": few + 100}, 1e-4).stranger_z > 4.5
 
 
-def test_too_few_attempts_or_too_far_a_radius_is_refused():
+def test_too_few_attempts_or_nothing_to_calibrate_is_refused():
     with pytest.raises(ToolsError, match="rule of three needs 300000"):
-        radius_for({"1 photo": np.arange(100_000.0), "2+ photos": np.arange(1000.0)}, 1e-5, max_radius=1e9)
-    with pytest.raises(ToolsError, match="beyond what the device lattice decodes"):
-        radius_for({"1 photo": np.arange(100_000.0) + 5000}, 1e-3, max_radius=DEVICE_BASE.radius)
+        z_for({"1 photo": np.arange(100_000.0), "2+ photos": np.arange(1000.0)}, 1e-5)
+    beyond = np.full(100_000, np.inf)  # every attempt beyond the most a radius may be
+    with pytest.raises(ToolsError, match="nothing to calibrate"):
+        z_for({"1 photo": beyond}, 1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -55,24 +56,25 @@ def public(tmp_path_factory):
 def test_every_comparison_is_scored_once_with_a_pca_that_never_saw_it(public):
     people = identities(public)
     templates = np.stack([public.embeddings[p.rows[0]] for p in people])
-    scores, averaged = fold_scores(public, people, templates, 4, DEVICE_BASE, 2, 3, "frame", np.random.default_rng(0), progress=False)
+    scores, averaged = fold_scores(public, people, templates, 4, get_parameter_set(DEFAULT_SET), 2, 3, "frame",
+                                   np.random.default_rng(0), progress=False)
     attempts = [len(slices(p.rows, 3)) for p in people]
     ordered = sum(attempts[b] for a in range(len(people)) for b in range(len(people)) if a != b)
     singles = sum(1 for p in people if len(p.rows) == 1)
     assert len(scores) == ordered - singles * (singles - 1) // 2  # two one-photo people: one comparison
     several = [a for a, p in enumerate(people) if len(p.rows) > 1]
     assert averaged.sum() == sum(sum(attempts) - attempts[a] for a in several)  # their template averages photos
-    assert np.all(scores > 0)
+    assert not np.any(np.isnan(scores))
 
 
-def test_calibration_gives_device_lattice_radii(public):
+def test_calibration_gives_the_device_lattices_stranger_z(public):
     result = calibrate(public, frozenset(p.name for p in identities(public)), [1e-3, 3e-4], progress=False)
-    loose, strict = result.radii
+    loose, strict = result.points
     assert result.base == DEVICE_BASE.name and result.identities == len(PUBLIC) and result.images == sum(PUBLIC)
     assert result.templates_by_images == {1: 180, 2: 1, 3: 1, 4: 1, 5: 1}
-    assert strict.radius < loose.radius <= DEVICE_BASE.radius
-    for r in result.radii:
-        assert r.threshold == pytest.approx(r.radius / DEVICE_BASE.scale)
+    assert strict.stranger_z < loose.stranger_z
+    assert strict.radius_quartiles[1] <= loose.radius_quartiles[1] <= DEVICE_BASE.radius
+    for r in result.points:
         assert [g.templates for g in r.groups] == ["1 photo", "2+ photos"]
         assert sum(g.impostor_attempts for g in r.groups) == result.impostor_attempts
         assert all(g.far_upper95 <= r.far_target or (g.false_accepts == 0 and not g.certifies) for g in r.groups)
@@ -98,7 +100,7 @@ def test_command_calibrates_on_identities_no_pair_names(tmp_path, capsys, public
     printed = capsys.readouterr().out
     assert f"public identities {len(PUBLIC) - 2}" in printed and "cross-fitted" in printed
     report = json.loads(out.read_text())
-    assert report["identities"] == len(PUBLIC) - 2 and report["radii"][0]["far_target"] == 1e-3
+    assert report["identities"] == len(PUBLIC) - 2 and report["points"][0]["far_target"] == 1e-3
 
 
 def test_a_rate_outside_0_1_is_refused_by_the_parser(tmp_path, capsys, public):

@@ -82,7 +82,7 @@ def test_each_thief_meets_the_chip_as_stolen_and_the_owners_faces_are_signed(dev
 
 def test_the_centre_guess_is_the_zero_vector_and_stands_for_the_projections_mean():
     mean = person_centre(9) * 0.5
-    rep = L2FERep(PARAMETER_SET, projection=Projection(mean.astype(np.float32), PROJECTION.components, {}))
+    rep = L2FERep(PARAMETER_SET, projection=Projection(mean.astype(np.float32), PROJECTION.components, PROJECTION.provenance))
     faces = np.stack([embedding(5, 0), embedding(6, 0)])
     guesses, pictures = chip.centre_first(rep, faces)
     assert guesses.shape == (3, rep.params.m) and not guesses[0].any()

@@ -6,6 +6,7 @@ says anything about any record.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import random
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mcu_bench import PASSCODE, RADIUS_SQ, Bench, Clock, code, face, genuine, provisioned, vec
+from mcu_bench import PASSCODE, RADIUS_SQ, Bench, Clock, code, face, genuine, provision, provisioned, vec
 
 from latticelock.firmware_bridge import messages as m
 from latticelock.firmware_bridge.framing import Frame
@@ -202,7 +203,8 @@ def hostile_requests(bench: Bench, rng: random.Random, count: int):
                               rng.choice([0, 5, 2**31 - 1, 2**31, 2**32 - 1]), rng.choice([b"", b"pay"])),
         a_record, a_record,
         lambda: m.Probe(a_vector()), lambda: m.Probe(a_vector()), lambda: m.Probe(a_vector()),
-        lambda: m.EnrollFace(rng.choice(names), rng.randrange(4), rng.choice([RADIUS_SQ, 0, 2**64 - 1]), a_vector()),
+        lambda: m.EnrollFace(rng.choice(names), rng.randrange(4), rng.choice([RADIUS_SQ, 0, 2**64 - 1]),
+                                 rng.choice([RADIUS_SQ, RADIUS_SQ // 4, 0, 2**64 - 1]), a_vector()),
         lambda: m.CommitUser(rng.choice(names), rng.randrange(4), rng.randbytes(32)), lambda: m.AbortUser(rng.choice(names)),
         lambda: m.RemoveUser(rng.choice(names)),
         lambda: m.LatticeChunk(rng.choice([0, 1, 2**32 - 1]), blob(rng.randrange(1, 1025))),
@@ -264,3 +266,51 @@ def test_every_kind_of_session_with_a_genuine_face_ends_in_a_well_formed_answer(
                 assert answer.user == {1: "ann", 2: "bob"}[person]
                 accepts += 1
     assert accepts == 3 * 2 * 2  # valid purpose, policy and account, genuine face
+
+
+# --- enrolment radii -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "radius_sq, wallet_radius_sq",
+    [
+        (RADIUS_SQ // 8, RADIUS_SQ // 4),  # a wallet radius beyond the record's unlock radius
+        (RADIUS_SQ, 0),
+        (RADIUS_SQ, RADIUS_SQ // 4 + 1),  # beyond the lattice's wallet radius, within the unlock radius
+        (RADIUS_SQ, 2**64 - 1),
+    ],
+)
+def test_an_enrolment_with_a_bad_wallet_radius_is_refused_and_seals_nothing(tmp_path: Path, radius_sq: int,
+                                                                             wallet_radius_sq: int) -> None:
+    from mcu_bench import provision
+
+    bench = Bench(tmp_path, Clock())
+    provision(bench.start(provisioning=True), wallet_radius_sq=RADIUS_SQ // 4)
+    bench.admin()
+    bench.enrol("ann", face(1), wallet_radius_sq=RADIUS_SQ // 4)
+    before, decodes = copy.deepcopy(bench.mcu.state), bench.mcu.counts.decodes
+    assert isinstance(bench.ask(m.OpenSession(m.Purpose.ENROL, 0, 0)), m.Session)
+    assert bench.ask(m.LoadRecord("ann", *bench.records["ann"])) == m.RecordLoaded("ann")
+    answer = bench.ask(m.EnrollFace("mal", 1, radius_sq, wallet_radius_sq, vec(face(12))))
+    assert code(answer) == m.ErrorCode.MALFORMED and "wallet radius" in answer.detail
+    assert "mal" not in bench.mcu.state.users and bench.mcu.state == before  # no pending record, no budget spent
+    assert bench.mcu.counts.decodes == decodes  # refused before the collision check
+    staged = bench.ask(m.EnrollFace("mal", 1, RADIUS_SQ, RADIUS_SQ // 4, vec(face(12))))
+    assert isinstance(staged, m.FaceEnrolled)  # the same session, with radii in range
+
+
+def test_no_record_may_accept_the_public_mean_face(tmp_path: Path) -> None:
+    """e = 0 is a probe anyone can make: an enrolment whose radius reaches it is refused, nothing sealed."""
+    bench = Bench(tmp_path, Clock())
+    provision(bench.start(provisioning=True))
+    bench.admin()
+    short = face(3) // 4  # a face near the mean: shorter than the lattice's radius
+    vector = vec(short)
+    length_sq = int(short @ short)
+    assert length_sq <= RADIUS_SQ  # the lattice's cap alone would let this radius through
+    assert isinstance(bench.ask(m.OpenSession(m.Purpose.ENROL, 0, 0)), m.Session)
+    before = copy.deepcopy(bench.mcu.state)
+    answer = bench.ask(m.EnrollFace("mal", 1, length_sq, length_sq // 2, vector))
+    assert code(answer) == m.ErrorCode.MALFORMED and "mean face" in answer.detail
+    assert bench.mcu.state == before
+    assert isinstance(bench.ask(m.EnrollFace("mal", 1, length_sq - 1, length_sq // 2, vector)), m.FaceEnrolled)

@@ -129,7 +129,7 @@ def test_issue11_2_enrolment_needs_the_passcode_window(tmp_path: Path) -> None:
     assert code(bench.ask(m.OpenSession(m.Purpose.ENROL, 0, 0))) == m.ErrorCode.NOT_PROVISIONING
     bench.start(provisioning=True)
     assert code(bench.ask(m.OpenSession(m.Purpose.ENROL, 0, 0))) == m.ErrorCode.NOT_AUTHORISED
-    assert code(bench.ask(m.EnrollFace("mal", 1, RADIUS_SQ, vec(face(IMPOSTOR))))) == m.ErrorCode.NO_SESSION
+    assert code(bench.ask(m.EnrollFace("mal", 1, RADIUS_SQ, RADIUS_SQ, vec(face(IMPOSTOR))))) == m.ErrorCode.NO_SESSION
     assert code(bench.ask(m.RemoveUser("ann"))) == m.ErrorCode.NOT_AUTHORISED
     assert code(bench.ask(m.Passcode("wrong passcode"))) == m.ErrorCode.WRONG_PASSCODE
     assert code(bench.ask(m.OpenSession(m.Purpose.ENROL, 0, 0))) == m.ErrorCode.NOT_AUTHORISED
@@ -148,7 +148,7 @@ def test_issue11_2_the_window_closing_mid_session_stops_enrolment(tmp_path: Path
     assert isinstance(bench.ask(m.OpenSession(m.Purpose.ENROL, 0, 0)), m.Session)
     bench.ask(m.LoadRecord("ann", *bench.records["ann"]))
     bench.clock.advance(10)
-    assert code(bench.ask(m.EnrollFace("mal", 1, RADIUS_SQ, vec(face(IMPOSTOR))))) == m.ErrorCode.NOT_AUTHORISED
+    assert code(bench.ask(m.EnrollFace("mal", 1, RADIUS_SQ, RADIUS_SQ, vec(face(IMPOSTOR))))) == m.ErrorCode.NOT_AUTHORISED
 
 
 def test_issue11_2_every_enrolment_check_spends_the_daily_budget(tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_a_collision_stores_nothing_and_needs_every_record_loaded(tmp_path: Path
     bench.admin()
     assert isinstance(bench.ask(m.OpenSession(m.Purpose.ENROL, 0, 0)), m.Session)
     bench.ask(m.LoadRecord("ann", *bench.records["ann"]))
-    missing = bench.ask(m.EnrollFace("mal", 1, RADIUS_SQ, vec(face(IMPOSTOR))))
+    missing = bench.ask(m.EnrollFace("mal", 1, RADIUS_SQ, RADIUS_SQ, vec(face(IMPOSTOR))))
     assert code(missing) == m.ErrorCode.RECORDS_MISSING
     assert code(bench.stage("mal", genuine(2, 9))) == m.ErrorCode.COLLISION
     assert "mal" not in bench.mcu.state.users
@@ -319,7 +319,7 @@ def test_a_clock_set_backwards_cannot_stretch_the_passcode_delay_beyond_the_cap(
 
 def test_wallet_sessions_answer_only_at_the_wallets_operating_point(tmp_path: Path) -> None:
     """A probe 100 units from the template: inside the unlock radius (~150), outside the wallet's (75).
-    The chip unlocks, but its wallet keys do not sign for it, whatever radius the record was enrolled with."""
+    The chip unlocks, but its wallet keys do not sign for it: no record may have a wallet radius beyond the lattice's."""
     import hashlib
 
     import numpy as np
@@ -333,9 +333,38 @@ def test_wallet_sessions_answer_only_at_the_wallets_operating_point(tmp_path: Pa
         chip.handle(m.LatticeChunk(offset, data[offset : offset + m.MAX_CHUNK]))
     ready = chip.handle(m.LatticeCommit("l2fe-facenet-m32", SEED, RADIUS_SQ, RADIUS_SQ // 4, len(data), hashlib.sha256(data).digest()))
     assert isinstance(ready, m.LatticeReady)
-    bench.enrol("ann", face(1))
+    assert code(bench.stage("ann", face(1))) == m.ErrorCode.MALFORMED  # a wallet radius beyond the lattice's
+    bench.enrol("ann", face(1), wallet_radius_sq=RADIUS_SQ // 4)
     direction = np.random.default_rng(5).normal(size=32)
     near = np.rint(face(1) + 100 * direction / np.linalg.norm(direction)).astype(int)
     assert bench.attempt(near, near).outcome == m.Outcome.ACCEPT
     assert bench.attempt(near, near, near, purpose=m.Purpose.WALLET_SIGN, message=b"pay").outcome == m.Outcome.REJECT
     assert bench.attempt(face(1), face(1), purpose=m.Purpose.WALLET_SIGN, message=b"pay").outcome == m.Outcome.ACCEPT
+
+
+def test_wallet_sessions_use_the_records_own_wallet_radius(tmp_path: Path) -> None:
+    """On a lattice whose wallet point is as loose as its unlock point, each record's own wallet radius
+    decides: a probe 100 units from ann's template (inside her unlock radius ~150, outside her wallet
+    radius ~75) unlocks but gets no wallet address, while bob, enrolled with the full radius for both,
+    gets one at the same distance."""
+    import numpy as np
+    from mcu_bench import provision
+
+    bench = Bench(tmp_path, Clock())
+    provision(bench.start(provisioning=True))
+    assert bench.mcu.state.wallet_radius_sq == bench.mcu.state.lattice_radius_sq >= RADIUS_SQ
+    bench.admin()
+    bench.enrol("ann", face(1), wallet_radius_sq=RADIUS_SQ // 4)
+    bench.enrol("bob", face(2))
+    direction = np.random.default_rng(5).normal(size=32)
+    step = np.rint(100 * direction / np.linalg.norm(direction)).astype(int)
+    near_ann, near_bob = face(1) + step, face(2) + step
+    assert RADIUS_SQ // 4 < int(step @ step) <= RADIUS_SQ
+    unlocked = bench.attempt(near_ann, near_ann)
+    assert (unlocked.outcome, unlocked.user) == (m.Outcome.ACCEPT, "ann")
+    assert bench.attempt(near_ann, near_ann, near_ann, purpose=m.Purpose.WALLET_ADDRESS).outcome == m.Outcome.REJECT
+    assert bench.attempt(near_ann, near_ann, near_ann, purpose=m.Purpose.WALLET_SIGN, message=b"pay").outcome == m.Outcome.REJECT
+    address = bench.attempt(near_bob, near_bob, purpose=m.Purpose.WALLET_ADDRESS)
+    assert (address.outcome, address.user) == (m.Outcome.ACCEPT, "bob")
+    inside = bench.attempt(genuine(1, 0), genuine(1, 1), purpose=m.Purpose.WALLET_ADDRESS)
+    assert (inside.outcome, inside.user) == (m.Outcome.ACCEPT, "ann")

@@ -88,7 +88,7 @@ def thief(bench: Bench, extra_probes: list[bytes] = ()) -> list[m.Message]:
     # The jumper: provisioning mode, after a restart.
     bench.start(provisioning=True)
     for request in (m.Hello(), m.Status(), m.OpenSession(m.Purpose.ENROL, 0, 0),
-                    m.EnrollFace("owner", 2, RADIUS_SQ, vec(np.zeros(32, int))), m.RemoveUser("owner"),
+                    m.EnrollFace("owner", 2, RADIUS_SQ, RADIUS_SQ, vec(np.zeros(32, int))), m.RemoveUser("owner"),
                     m.LatticeChunk(0, tables().to_bytes()[:1024]), m.SetPasscode("", "the thief's passcode"),
                     m.CommitUser("owner", 2, bytes(32)), m.AbortUser("owner"), m.OpenSession(m.Purpose.UNLOCK, 2, 3)):
         ask(request)

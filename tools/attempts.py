@@ -15,8 +15,9 @@ Each identity's images are taken in the order the device replays a folder (`dir:
   a device-side change measured here before anyone builds it.
 
 The distance model: acceptance is exactly |e - e'| <= radius with e = round(scale * P(x)) (radius below
-half the lattice's minimum distance, `kernels.params`), so an attempt of a 1-user store is accepted
-iff the k-th smallest distance of its probes to the template is within the radius. Calibration uses it
+half the lattice's minimum distance, `kernels.params`; the record's own radius under a set with a
+`stranger_z`, `kernels.radii`), so an attempt of a 1-user store is accepted iff the k-th smallest
+distance of its probes to the template is within the radius (`acceptance_scores`, `point_limit`). Calibration uses it
 with cross-fitted projections; the evaluation checks it against the device's own decisions.
 """
 
@@ -123,6 +124,26 @@ def attempt_scores(templates: np.ndarray, probes: np.ndarray, attempts: np.ndarr
     sq = np.maximum((t * t).sum(1)[:, None] + (p * p).sum(1)[None, :] - 2.0 * t @ p.T, 0.0)
     per_frame = np.sqrt(sq)[:, attempts]  # [T, A, n]
     return np.partition(per_frame, k - 1, axis=2)[:, :, k - 1]
+
+
+def acceptance_scores(params: "L2FEParams", projection: "Projection", templates: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """What a point compares with its limit (`point_limit`), per template row of `scores` (`attempt_scores`):
+    the distance itself for a set with one radius; for a set with a `stranger_z`, the squared distance's
+    stranger z-score for that template (`kernels.radii`), infinite beyond the most its radius may be. A
+    1-user store accepts exactly the attempts whose score is at most the limit."""
+    from latticelock.kernels.radii import radius_sq_cap, stranger_moments
+
+    if params.stranger_z is None:
+        return scores
+    mean, sd = stranger_moments(params, projection, templates)
+    squared = np.rint(np.asarray(scores, dtype=np.float64) ** 2)
+    within = squared <= radius_sq_cap(params, templates)[:, None]
+    return np.where(within, (squared - mean[:, None]) / sd[:, None], np.inf)
+
+
+def point_limit(params: "L2FEParams") -> float:
+    """The limit `acceptance_scores` are held to: the radius, or the stranger z."""
+    return params.radius if params.stranger_z is None else params.stranger_z
 
 
 def probe_flag(parser: argparse.ArgumentParser) -> None:

@@ -1,8 +1,9 @@
 """DET plots: FRR against FAR per attempt, both on log axes, with the named operating points marked.
 
 A curve comes from the distance model (`tools.attempts`: an attempt of a 1-user store is accepted iff
-the k-th smallest distance of its probes is within the radius), swept over every radius; the points
-are the device's own decisions at each named radius, with a bar out to the FAR's 95% upper bound. A
+the k-th smallest distance of its probes is within the radius, or, with per-record radii, its stranger
+z-score within the point's z), swept over every limit; the points are the device's own decisions at
+each named point, with a bar out to the FAR's 95% upper bound. A
 log axis has no 0: a rate of 0 is drawn at half of one error in that many attempts, and said so.
 """
 
@@ -35,7 +36,9 @@ class Point:
 def det_rates(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
     """(FAR, FRR) at every radius where either changes."""
     genuine, impostor = np.sort(curve.genuine), np.sort(curve.impostor)
-    radii = np.unique(np.concatenate([genuine, impostor[: 50_000], np.quantile(impostor, np.linspace(0, 1, 500))]))
+    finite = impostor[np.isfinite(impostor)]  # scores beyond a set's radius are infinite: never accepted
+    radii = np.unique(np.concatenate([genuine[np.isfinite(genuine)], finite[: 50_000],
+                                      np.quantile(finite, np.linspace(0, 1, 500)) if len(finite) else []]))
     far = np.searchsorted(impostor, radii, side="right") / len(impostor)
     frr = 1.0 - np.searchsorted(genuine, radii, side="right") / len(genuine)
     return far, frr

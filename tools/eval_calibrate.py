@@ -1,9 +1,10 @@
-"""`latticelock eval calibrate`: device radii for per-attempt false-accept targets, from public faces only.
+"""`latticelock eval calibrate`: the device's stranger z for per-attempt false-accept targets, from public faces only.
 
 The operating points of `kernels.params` share the device lattice of `l2fe-facenet-m64` (one lattice
-for every user on the microcontroller) and differ only in their radius, so calibrating one is finding a
-radius. Acceptance is exactly |e - e'| <= radius (`tools.attempts`, the distance model), so the radius
-for a target is read off the scores of impostor attempts:
+for every user on the microcontroller) and differ only in their `stranger_z`: each record's radius is
+where a stranger's squared distance to its template lies z standard deviations below its mean
+(`kernels.radii`). Acceptance is exactly |e - e'| <= that radius (`tools.attempts`, the distance model),
+so the z for a target is read off the stranger z-scores of impostor attempts:
 
 - Faces: LFW identities that no pair of lfw_pairs.txt names (the evaluation never sees them). Each
   gets a device template from its first images (up to the enrolment's 5; most public identities have
@@ -15,10 +16,12 @@ for a target is read off the scores of impostor attempts:
   faces apart (an in-sample radius comes out too large). So the identities are split into folds and
   each comparison is scored with a PCA fitted without the folds of both its faces.
 - Averaged templates: the device averages its enrolment frames, and a template averaged from several
-  photos sits nearer the mean face, so nearer strangers, than one photo does (on the public faces,
-  templates of 2-5 photos accepted about twice as many strangers at the same radius). Most public
-  identities have one photo, so their attempts are split by template: one photo, and several photos.
-- The radius: the largest (to 0.1) that meets the target in both groups. A group with at least
+  photos sits nearer strangers than one photo does (on the public faces, templates of 2-5 photos
+  accepted about twice as many strangers at the same fixed radius). Most public identities have one
+  photo, so their attempts are split by template: one photo, and several photos.
+- Each comparison's z-score uses the spread of the PCA it is scored with (its explained variances), as
+  the device uses the shipped PCA's.
+- The z: the largest (to 1e-4) that meets the target in both groups. A group with at least
   3 / target attempts (rule of three) must keep its 95% Wilson upper bound at or below the target; a
   group with fewer (the averaged templates, below 1e-4: LFW has 52 public identities with two or
   more photos) cannot certify the target and must at least show no false accept. One group at least
@@ -58,12 +61,12 @@ class GroupFigures:
 
 
 @dataclass(frozen=True)
-class CalibratedRadius:
+class CalibratedPoint:
     far_target: float
-    radius: float
-    threshold: float  # radius / scale: the projected-space L2 distance
+    stranger_z: float
     attempts_needed: int  # rule of three
     groups: list[GroupFigures]
+    radius_quartiles: tuple[float, float, float]  # of the public templates' own radii at this z (shipped PCA)
 
 
 @dataclass(frozen=True)
@@ -77,19 +80,19 @@ class Calibration:
     policy: str
     probe: str
     impostor_attempts: int
-    radii: list[CalibratedRadius]
+    points: list[CalibratedPoint]
 
 
 def fold_scores(data: "EmbeddingsFile", people: "list[Identity]", templates: np.ndarray, folds: int, params: "L2FEParams",
                 k: int, n: int, probe: str, rng: np.random.Generator, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Impostor attempt scores, each from a PCA fitted without the folds of both faces it compares, and
-    whether each attempt's template averages several photos."""
+    """Impostor attempts' stranger z-scores (`tools.attempts.acceptance_scores`), each from a PCA fitted
+    without the folds of both faces it compares, and whether each attempt's template averages several photos."""
     from itertools import combinations_with_replacement
 
     from tqdm import tqdm
 
     from latticelock.kernels.projection import fit_projection
-    from latticelock.tools.attempts import attempt_scores, probe_keys, probe_vectors, scaled, slices
+    from latticelock.tools.attempts import acceptance_scores, attempt_scores, probe_keys, probe_vectors, scaled, slices
 
     fold = rng.permutation(len(people)) % folds
     single = np.array([len(p.rows) == 1 for p in people])
@@ -107,7 +110,8 @@ def fold_scores(data: "EmbeddingsFile", people: "list[Identity]", templates: np.
                 owners.append(p)
                 index.append([keys.setdefault(key, len(keys)) for key in probe_keys(attempt, probe)])
         probes = scaled(params, pca, probe_vectors(data.embeddings, list(keys)))
-        scores = attempt_scores(scaled(params, pca, templates[members]), probes, np.array(index), k)
+        fold_templates = scaled(params, pca, templates[members])
+        scores = acceptance_scores(params, pca, fold_templates, attempt_scores(fold_templates, probes, np.array(index), k))
         owner = np.array(owners)
         a, b = members[:, None], owner[None, :]
         keep = (a != b) & ((fold[a] != fold[b]) | (i == j))
@@ -117,8 +121,11 @@ def fold_scores(data: "EmbeddingsFile", people: "list[Identity]", templates: np.
     return np.concatenate(out), np.concatenate(averaged)
 
 
+Z_STEP = 1e-4
+
+
 def group_limit(scores: np.ndarray, target: float) -> float:
-    """The largest radius (to 0.1) this group allows: its Wilson bound within the target when it has the
+    """The largest z (to Z_STEP) this group allows: its Wilson bound within the target when it has the
     attempts the rule of three asks for, else no false accept at all."""
     from latticelock.tools.rates import rule_of_three, wilson_upper
 
@@ -129,14 +136,16 @@ def group_limit(scores: np.ndarray, target: float) -> float:
     s = np.sort(scores)
     if allowed >= len(s):
         return math.inf
-    radius = math.floor(s[allowed] * 10) / 10
-    while np.count_nonzero(s <= radius) > allowed:
-        radius = round(radius - 0.1, 1)
-    return radius
+    if not math.isfinite(s[allowed]):
+        return math.inf
+    steps = math.floor(s[allowed] / Z_STEP)
+    while np.count_nonzero(s <= steps * Z_STEP) > allowed:
+        steps -= 1
+    return round(steps * Z_STEP, 4)
 
 
-def radius_for(groups: dict[str, np.ndarray], target: float, max_radius: float) -> CalibratedRadius:
-    """The largest radius (to 0.1) that every group of impostor scores allows for `target`."""
+def z_for(groups: dict[str, np.ndarray], target: float) -> CalibratedPoint:
+    """The largest z (to Z_STEP) that every group of impostor z-scores allows for `target`."""
     from latticelock.tools.rates import rule_of_three, wilson_upper
 
     needed = rule_of_three(target)
@@ -146,27 +155,31 @@ def radius_for(groups: dict[str, np.ndarray], target: float, max_radius: float) 
             f"FAR {target:g} per attempt cannot be supported by these impostor attempts ({sizes}): "
             f"the rule of three needs {needed} without a false accept, the Wilson bound {math.ceil(3.8415 / target)}"
         )
-    radius = min(group_limit(scores, target) for scores in groups.values())
-    if radius > max_radius:
-        raise ToolsError(f"FAR {target:g} needs radius {radius}, beyond what the device lattice decodes uniquely ({max_radius})")
+    z = min(group_limit(scores, target) for scores in groups.values())
+    if not math.isfinite(z):
+        raise ToolsError(f"FAR {target:g} is met by every radius up to the device lattice's: nothing to calibrate")
     figures = []
     for name, scores in groups.items():
-        errors = int(np.count_nonzero(scores <= radius))
+        errors = int(np.count_nonzero(scores <= z))
         upper = wilson_upper(errors, len(scores)) if len(scores) else 1.0
         figures.append(GroupFigures(name, errors, len(scores), errors / max(1, len(scores)), upper,
                                     len(scores) >= needed and upper <= target))
-    return CalibratedRadius(target, radius, 0.0, needed, figures)
+    return CalibratedPoint(target, z, needed, figures, (0.0, 0.0, 0.0))
 
 
 def calibrate(data: "EmbeddingsFile", public: frozenset[str], targets: list[float] | tuple[float, ...], *, folds: int = 4,
               frames: int | None = None, policy: "PolicyConfig | None" = None,
               probe: str = "frame", seed: int = 0, progress: bool = True) -> Calibration:
-    """Radii of the device lattice for each per-attempt FAR target, from the `public` identities of `data`."""
+    """The device lattice's stranger z for each per-attempt FAR target, from the `public` identities of `data`."""
     from dataclasses import replace
+
+    from latticelock.kernels.projection import load_projection
+    from latticelock.kernels.radii import radius_sq_at
+    from latticelock.tools.attempts import scaled
 
     from latticelock.device.enrol import EnrolConfig, make_template
     from latticelock.device.policy import DEFAULT_POLICY
-    from latticelock.kernels.params import DEVICE_BASE
+    from latticelock.kernels.params import DEFAULT_FOR_PURPOSE, DEVICE_BASE, get_parameter_set
     from latticelock.tools.attempts import identities
 
     policy = policy or DEFAULT_POLICY
@@ -177,17 +190,21 @@ def calibrate(data: "EmbeddingsFile", public: frozenset[str], targets: list[floa
     if len(people) < folds:
         raise ToolsError(f"{data.path}: {len(people)} public identities cannot fill {folds} folds")
     templates = np.stack([make_template(data.embeddings[p.rows[:frames]]) for p in people])
-    scores, averaged = fold_scores(data, people, templates, folds, DEVICE_BASE, policy.k, policy.n, probe,
+    # Any device point: they share the lattice, and each has a stranger z (the scores do not depend on its value).
+    scores, averaged = fold_scores(data, people, templates, folds, get_parameter_set(DEFAULT_FOR_PURPOSE["unlock"]), policy.k, policy.n, probe,
                                    np.random.default_rng(seed), progress)
     groups = {"1 photo": scores[~averaged], "2+ photos": scores[averaged]}
-    radii = []
+    shipped = load_projection(DEVICE_BASE.projection)
+    e = scaled(DEVICE_BASE, shipped, templates)
+    points = []
     for target in targets:
-        r = radius_for(groups, target, DEVICE_BASE.radius)
-        radii.append(replace(r, threshold=r.radius / DEVICE_BASE.scale))
+        point = z_for(groups, target)
+        radii = np.sqrt(radius_sq_at(DEVICE_BASE, shipped, e, point.stranger_z))
+        points.append(replace(point, radius_quartiles=tuple(float(r) for r in np.percentile(radii, [25, 50, 75]))))
     return Calibration(
         DEVICE_BASE.name, DEVICE_BASE.scale, len(people), int(sum(len(p.rows) for p in people)),
         dict(sorted(Counter(min(len(p.rows), frames) for p in people).items())), folds,
-        f"{policy.k}/{policy.n}", probe, len(scores), radii,
+        f"{policy.k}/{policy.n}", probe, len(scores), points,
     )
 
 
@@ -197,12 +214,13 @@ def format_calibration(c: Calibration) -> str:
         + ", ".join(f"{k}: {v}" for k, v in c.templates_by_images.items()),
         f"device lattice {c.base} (scale {c.scale}); policy {c.policy}, probe {c.probe}, 1 enrolled user; "
         f"{c.folds}-fold cross-fitted PCA; {c.impostor_attempts} impostor attempts",
-        f"  {'target':>8} {'radius':>8} {'threshold':>9} {'needed':>8}  {'templates':<10} {'accepts':>8} {'attempts':>9} "
+        f"  {'target':>8} {'z':>8} {'radii (quartiles)':>20} {'needed':>8}  {'templates':<10} {'accepts':>8} {'attempts':>9} "
         f"{'FAR':>9} {'upper95':>9}  certifies",
     ]
-    for r in c.radii:
+    for r in c.points:
+        quartiles = "/".join(f"{q:.0f}" for q in r.radius_quartiles)
         for i, g in enumerate(r.groups):
-            head = f"  {r.far_target:8.0e} {r.radius:8.1f} {r.threshold:9.4f} {r.attempts_needed:>8}" if i == 0 else " " * 38
+            head = f"  {r.far_target:8.0e} {r.stranger_z:8.4f} {quartiles:>20} {r.attempts_needed:>8}" if i == 0 else " " * 49
             lines.append(f"{head}  {g.templates:<10} {g.false_accepts:>8} {g.impostor_attempts:>9} {g.far:9.2e} "
                          f"{g.far_upper95:9.2e}  {'yes' if g.certifies else 'no: too few attempts, none accepted'}")
     return "\n".join(lines)
@@ -227,7 +245,7 @@ def register(commands) -> None:
     from latticelock.tools.attempts import far_flag, pairs_flag, probe_flag
 
     parser = commands.add_parser(
-        "calibrate", help="device radii for per-attempt FAR targets, from public LFW identities",
+        "calibrate", help="the device's stranger z for per-attempt FAR targets, from public LFW identities",
         description="Calibrate operating points of the device lattice on LFW identities that no pair names "
                     "(cross-fitted PCA; 95% Wilson bound; rule of three for the attempts needed).",
     )

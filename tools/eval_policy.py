@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from latticelock.tools.attempts import Enrolled, attempt_scores, enrol_identities, identities, probe_keys, probe_vectors, scaled, slices
+from latticelock.tools.attempts import (Enrolled, acceptance_scores, attempt_scores, enrol_identities, identities, point_limit,
+                                       probe_keys, probe_vectors, scaled, slices)
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.policy_sim import Pool, simulate
 from latticelock.tools.rates import Rate
@@ -41,8 +42,9 @@ class Row:
     dataset: str
     operating_point: str
     purpose: str
-    radius: float
-    threshold: float
+    radius: float  # the set's radius: every record's, or under a stranger_z the most any record may have
+    threshold: float | None  # radius / scale, for a set with one radius
+    stranger_z: float | None  # each record's radius from the strangers around its template (`kernels.radii`)
     users: int
     policy: str
     probe: str
@@ -106,7 +108,8 @@ def cross_pool(people: Pool, templates: Pool) -> Pool:
 
 
 def distance_scores(pool: Pool, params: "L2FEParams", k: int, probe: str) -> tuple[np.ndarray, np.ndarray]:
-    """(genuine, impostor) attempt scores of 1-user stores under `params` (see `tools.attempts`)."""
+    """(genuine, impostor) attempt scores of 1-user stores under `params`, in the units its limit is
+    (`tools.attempts.acceptance_scores`, `point_limit`)."""
     from latticelock.kernels.projection import load_projection
 
     projection = load_projection(params.projection)
@@ -123,10 +126,12 @@ def distance_scores(pool: Pool, params: "L2FEParams", k: int, probe: str) -> tup
     templates = scaled(params, projection, np.stack([e.template for e in pool.enrolled]))
     names = np.array([e.name for e in pool.enrolled])
     owners = np.array([owner for owner, _ in impostor])
-    i_scores = attempt_scores(templates, probes, i_index, k)[names[:, None] != owners[None, :]]
+    i_scores = acceptance_scores(params, projection, templates, attempt_scores(templates, probes, i_index, k))
+    i_scores = i_scores[names[:, None] != owners[None, :]]
     g_scores = np.empty(0)
     if genuine:
-        g_scores = attempt_scores(templates, probes, g_index, k)[[t for t, _ in genuine], np.arange(len(genuine))]
+        g_all = acceptance_scores(params, projection, templates, attempt_scores(templates, probes, g_index, k))
+        g_scores = g_all[[t for t, _ in genuine], np.arange(len(genuine))]
     return g_scores, i_scores
 
 
@@ -141,7 +146,7 @@ def evaluate(pools: list[Pool], points: "list[OperatingPoint]", policy: "PolicyC
         models[pool.name] = {}
         for op in points:
             params = get_parameter_set(op.parameter_set)
-            family = (params.m, params.scale, params.projection)
+            family = (params.m, params.scale, params.projection, params.stranger_z is not None)
             if family not in models[pool.name]:
                 models[pool.name][family] = distance_scores(pool, params, policy.k, probe)
             g_scores, i_scores = models[pool.name][family]
@@ -149,12 +154,14 @@ def evaluate(pools: list[Pool], points: "list[OperatingPoint]", policy: "PolicyC
             for size, c in sim.counts.items():
                 agrees = None
                 if size == 1:
-                    agrees = (int(np.count_nonzero(i_scores <= params.radius)) == c.false_accepts
-                              and int(np.count_nonzero(g_scores > params.radius)) == c.false_rejects
+                    limit = point_limit(params)
+                    agrees = (int(np.count_nonzero(i_scores <= limit)) == c.false_accepts
+                              and int(np.count_nonzero(g_scores > limit)) == c.false_rejects
                               and len(i_scores) == c.impostor and len(g_scores) == c.genuine)
                 far, frr = Rate(c.false_accepts, c.impostor), Rate(c.false_rejects, c.genuine)
                 rows.append(Row(
-                    pool.name, op.parameter_set, op.purpose, params.radius, params.threshold, size,
+                    pool.name, op.parameter_set, op.purpose, params.radius,
+                    params.threshold if params.stranger_z is None else None, params.stranger_z, size,
                     f"{policy.k}/{policy.n}", probe, far.rate, far.upper95, c.false_accepts, c.impostor,
                     frr.rate, frr.upper95, c.false_rejects, c.genuine, c.misidentified,
                     op.parameter_set == DEFAULT_FOR_PURPOSE["unlock"], op.parameter_set == DEFAULT_FOR_PURPOSE["wallet"], agrees,
@@ -189,7 +196,8 @@ def write_plots(folder: Path, rows: list[Row], models: dict[str, dict]) -> list[
         mine = [r for r in rows if r.dataset == dataset and r.users == 1 and r.genuine_attempts]
         if not mine:
             continue
-        curves = [Curve(f"m{m} lattice (distance model, 1 user)", g, i) for (m, _, _), (g, i) in sorted(families.items())]
+        curves = [Curve(f"m{m} lattice, {'per-record radii (stranger z)' if z else 'one radius'} (distance model, 1 user)", g, i)
+                  for (m, _, _, z), (g, i) in sorted(families.items())]
         points = [Point(r.operating_point, r.far, r.far_upper95, r.frr, r.impostor_attempts, r.genuine_attempts,
                         r.device_default or r.wallet_default) for r in mine]
         path = folder / f"det-{dataset}.png"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,9 @@ from latticelock.kernels.scheme import as_embeddings
 
 SCHEME_ID = "l2fe-hash"
 FIELDS = ("seed", "c", "salt", "verifier")
+# Sets with a `stranger_z` also store each record's own radii (`kernels.radii`): int64[2], squared,
+# (unlock or the record's own point, wallet).
+RADII_FIELD = "radius_sq"
 SEED_BYTES, SALT_BYTES, SECRET_COIN_BYTES, VERIFIER_BYTES = 32, 16, 32, 32
 COIN_BYTES = SEED_BYTES + SALT_BYTES + SECRET_COIN_BYTES
 
@@ -136,10 +140,27 @@ class L2FERep:
             self._projection = load_projection(self.params.projection)
         return self._projection
 
+    def fields(self) -> tuple[str, ...]:
+        """The fields a record of this set holds."""
+        return FIELDS + ((RADII_FIELD,) if self.params.stranger_z is not None else ())
+
+    def record_radius_sq(self, record: Record, wallet: bool = False) -> int:
+        """The squared radius `record` accepts within: its own (for the wallet, its wallet one) under a set
+        with `stranger_z`, else this object's radius. Never beyond this object's radius."""
+        own = math.floor(self.radius**2)
+        if self.params.stranger_z is None:
+            return own
+        radii = record[RADII_FIELD]
+        if not isinstance(radii, np.ndarray) or radii.dtype != np.dtype("<i8") or radii.shape != (2,) \
+                or not 0 < radii[1] <= radii[0] <= math.floor(self.params.radius**2):
+            raise RecordError(f"l2fe-hash record field {RADII_FIELD!r} must hold 0 < wallet <= own <= the set's radius squared")
+        return min(int(radii[1] if wallet else radii[0]), own)
+
     def public_lattice(self, record: Record) -> PublicLattice:
         """Check a record against this parameter set and rebuild its public lattice."""
         p = self.params
-        record.expect(SCHEME_ID, p.name, FIELDS)
+        record.expect(SCHEME_ID, p.name, self.fields())
+        self.record_radius_sq(record)
         seed, c, salt, verifier = (record[f] for f in FIELDS)
         for name, value, size in (("seed", seed, SEED_BYTES), ("salt", salt, SALT_BYTES), ("verifier", verifier, VERIFIER_BYTES)):
             if not isinstance(value, bytes) or len(value) != size:
@@ -154,13 +175,16 @@ class L2FERep:
         c = record["c"].astype(np.int64)
         return centred(c - preprocess(self.params, self.projection, embeddings), self.params.q)
 
-    def decode(self, bases: ReducedBasis | list[ReducedBasis], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lattice vectors for the targets and whether each was decoded (one basis, or basis i for target i)."""
+    def decode(self, bases: ReducedBasis | list[ReducedBasis], targets: np.ndarray,
+               radius: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Lattice vectors for the targets and whether each was decoded (one basis, or basis i for target i),
+        within `radius` (default and at most this object's)."""
         many = isinstance(bases, list)
+        radius = self.radius if radius is None else min(float(radius), self.radius)
         if self.decoder == "cvp":
             fn = dispatch.cvp_decode_many if many else dispatch.cvp_decode
             try:
-                return fn(bases, targets, self.radius, backend=self.backend)
+                return fn(bases, targets, radius, backend=self.backend)
             except EnumerationBudgetError as exc:
                 # Only a hostile or absurd probe exhausts the budget; what was found is still checked.
                 return exc.vectors, exc.found
@@ -168,7 +192,20 @@ class L2FERep:
         vectors = fn(bases, targets, backend=self.backend)
         if self.decoder == "babai-raw":
             return vectors, np.ones(len(targets), dtype=bool)
-        return vectors, np.sum((vectors - targets) ** 2, axis=1) <= self.radius**2
+        return vectors, np.sum((vectors - targets) ** 2, axis=1) <= radius**2
+
+    def decode_within(self, bases: ReducedBasis | list[ReducedBasis], targets: np.ndarray,
+                      radii_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`decode`, each target accepted only within its own squared radius (int): one search at the
+        largest, then the exact integer check |e - e'|^2 <= radius^2 per target (the point found is the
+        unique one within the largest radius, so this is the same as searching at each)."""
+        radii_sq = np.asarray(radii_sq, dtype=np.int64)
+        # The search's float bound gets half a unit of slack; the integer check below decides.
+        vectors, found = self.decode(bases, targets, math.sqrt(int(radii_sq.max()) + 0.5) if len(radii_sq) else None)
+        if self.decoder == "babai-raw":
+            return vectors, found
+        distance_sq = np.rint(np.sum((vectors - targets) ** 2, axis=1)).astype(np.int64)
+        return vectors, found & (distance_sq <= radii_sq)
 
     def check_secret(self, record: Record, s: np.ndarray, label: bytes = b"") -> bytes | None:
         """The key if s is the record's secret under `label` (one KDF evaluation, constant-time comparison)."""

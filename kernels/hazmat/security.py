@@ -103,14 +103,19 @@ def nearest_is_secret(scheme, records: list, budget_nodes: int = 2_000_000) -> n
 
 def mean_face_acceptance(params: L2FEParams, projection, embeddings: np.ndarray) -> float:
     """Fraction of these faces whose record the public mean face (normalised, as a camera would give it)
-    unlocks through the plain decoder: |e - e(mean)| <= radius. The projection drops most of the
-    mean's own direction, so this is far higher than in the 512-d space."""
+    unlocks through the plain decoder: |e - e(mean)| <= radius (each record's own under a set with a
+    `stranger_z`). The projection drops most of the mean's own direction, so this is far higher than in
+    the 512-d space."""
     from latticelock.kernels.hazmat.rep import preprocess
+    from latticelock.kernels.radii import radius_sq_at
 
     mean = projection.mean.astype(np.float64)
     e_mean = preprocess(params, projection, (mean / np.linalg.norm(mean))[None, :])
-    distances = np.linalg.norm(preprocess(params, projection, embeddings) - e_mean, axis=1)
-    return float(np.mean(distances <= params.radius))
+    e = preprocess(params, projection, embeddings)
+    distances_sq = np.sum((e - e_mean) ** 2, axis=1)
+    if params.stranger_z is None:
+        return float(np.mean(distances_sq <= params.radius**2))
+    return float(np.mean(distances_sq <= radius_sq_at(params, projection, e, params.stranger_z)))
 
 
 def summarise(values: np.ndarray) -> dict:
