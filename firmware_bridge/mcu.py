@@ -105,7 +105,7 @@ from latticelock.firmware_bridge.messages import (
     decode_vector,
     encode_user_list,
 )
-from latticelock.firmware_bridge.sealing import ChipKeys, SealError, face_key, secret_tag, seal, tags_equal, unseal
+from latticelock.firmware_bridge.sealing import ChipKeys, OldFormatError, SealError, face_key, secret_tag, seal, tags_equal, unseal
 
 FIRMWARE = "latticelock-sim/2"
 MAX_USERS = 64
@@ -469,6 +469,10 @@ class Mcu:
         try:
             opened = unseal(self.keys, self.state.device_id, self.lattice.lattice_id, request.user,
                             request.generation, request.sealed, self.lattice.tables.m)
+        except OldFormatError as exc:
+            # The user's own active blob (its digest matched), only older: say so, or an upgrade would lock
+            # everyone out with no reason given. Its size is public: naming the format tells a thief nothing.
+            return Error(ErrorCode.REJECTED, detail=clip_detail(str(exc)))
         except SealError:
             return refused
         session.loaded[request.user] = (request.generation, opened)

@@ -46,6 +46,10 @@ class SealError(ValueError):
     only an old-format blob, known by its public size, is named as such)."""
 
 
+class OldFormatError(SealError):
+    """A blob of an earlier sealed format: its size says so, and so may the chip."""
+
+
 def _subkey(pepper: bytes, label: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"latticelock/mcu/" + label).derive(pepper)
 
@@ -106,7 +110,7 @@ def unseal(keys: ChipKeys, device_id: bytes, lattice_id: bytes, user: str, gener
     """Open a sealed blob; SealError for anything that is not this chip's blob of this user and generation."""
     if len(sealed) == sealed_size(m) - _V2_SHORTER:
         # The size is public, so naming the old format tells a thief nothing.
-        raise SealError("sealed helper data of format v2 (no wallet radius) refused: enrol the user again")
+        raise OldFormatError("sealed helper data of format v2 (no wallet radius) refused: enrol the user again")
     if len(sealed) != sealed_size(m):
         raise SealError("sealed helper data refused")
     try:

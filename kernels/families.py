@@ -46,9 +46,11 @@ FAMILIES: dict[str, SchemeFamily] = {
             why="the helper data is the embedding minus a lattice codeword (PIPE and algebraic attacks, 100%)",
         ),
         SchemeFamily(
-            "l2fe-hash", "L2FE-Hash, plain", "lattice seed, helper vector c = A s + e, salt, Argon2id verifier",
+            "l2fe-hash", "L2FE-Hash, plain", "lattice seed, helper vector c = A s + e, salt, Argon2id verifier; at "
+            "the device's points the record's two radii, which give |e| and link the person's records",
             baseline=False, flash_thief_gets_face=True, needs_mcu=False,
-            why="exact CVP at c minus the public mean face returns A s, hence e, for one Argon2id (lattice attack, 100%)",
+            why="exact CVP at c minus the public mean face returns A s, hence e, for one Argon2id (lattice attack, 100%); "
+            "the radii give |e|, so wrong candidates cost no Argon2id",
         ),
         SchemeFamily(
             "l2fe-hash-mcu", "L2FE-Hash, hardened (matched on the microcontroller)",

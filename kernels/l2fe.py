@@ -95,6 +95,8 @@ class L2FEScheme(L2FERep, SchemeBase):
         keys: list[bytes | None] = [None] * len(vectors)
         tested: dict[bytes, bytes | None] = {}
         for i in np.flatnonzero(found & solved):
+            if not self.radii_agree(record, vectors[i]):
+                continue
             label = secret_bytes(secrets_[i])
             if label not in tested:
                 tested[label] = self.check_secret(record, secrets_[i], self.label)
@@ -110,6 +112,6 @@ class L2FEScheme(L2FERep, SchemeBase):
         vectors, found = self.decode_within([lat.basis for lat in lattices], targets, [self.record_radius_sq(r) for r in records])
         keys: list[bytes | None] = []
         for record, lattice, v, ok in zip(records, lattices, vectors, found):
-            s = lattice.solver.solve(v) if ok else None
+            s = lattice.solver.solve(v) if ok and self.radii_agree(record, v) else None
             keys.append(None if s is None else self.check_secret(record, s, self.label))
         return keys

@@ -138,12 +138,13 @@ L2FE_FACENET_M64 = _set("l2fe-facenet-m64", 64, threshold=1.0616, bkz_block=20)
 # In hardened mode the microcontroller decodes every user's probes on one device lattice of this shape,
 # so the device's operating points share its q, m, n, projection and scale. Each record gets its own
 # radius from the strangers' spread around its template (`kernels.radii`): the points differ in
-# `stranger_z`, and their `radius` is the lattice's unique-decoding one, the most any record may have.
+# `stranger_z`, and their `radius` is the most any record of the point may have (the largest a public
+# template gets at that z; the microcontroller enforces it as the lattice's ceiling for each purpose).
 DEVICE_BASE = L2FE_FACENET_M64
 
 
-def _operating_point(name: str, stranger_z: float) -> L2FEParams:
-    return replace(DEVICE_BASE, name=name, stranger_z=stranger_z)
+def _operating_point(name: str, stranger_z: float, radius: float) -> L2FEParams:
+    return replace(DEVICE_BASE, name=name, stranger_z=stranger_z, radius=radius)
 
 
 # z from `latticelock eval calibrate --embeddings lfw.npz`: the 1,468 LFW identities that no pair of
@@ -152,16 +153,16 @@ def _operating_point(name: str, stranger_z: float) -> L2FEParams:
 # policy against a 1-user store, PCA cross-fitted on 4 folds of identities.
 # Measured per attempt by `latticelock eval policy` (5-photo templates, default 2-of-3 policy, 1 user;
 # LFW: 310 people of lfw_pairs.txt enrolled, attempts of its 4,281 identities; faces94: 18 people).
-# unlock, FAR 1e-4 per attempt: z = -3.4418 (public templates' radii, quartiles 2572/2652/2731).
+# unlock, FAR 1e-4 per attempt: z = -3.4418 (public templates' radii, quartiles 2572/2652/2731, max 2971.9).
 #   Public: 1-photo templates 36 / 1,078,284 (<= 4.6e-5), 2+-photo 2 / 76,386 (<= 9.6e-5).
 #   LFW: FAR 5.1e-5 (80 / 1,570,910, <= 6.3e-5), FRR 0.0133 (17 / 1,279); 10 users: FAR 5.1e-4.
 #   faces94: FAR 0 / 1,547, FRR 0 / 56. LFW people on faces94 templates: 2 / 91,278.
-L2FE_DEVICE_FAR1E4 = _operating_point("l2fe-device-far1e-4", stranger_z=-3.4418)
-# wallet, FAR 1e-5 per attempt: z = -3.9637 (public templates' radii, quartiles 2234/2328/2422).
+L2FE_DEVICE_FAR1E4 = _operating_point("l2fe-device-far1e-4", stranger_z=-3.4418, radius=2971.9)
+# wallet, FAR 1e-5 per attempt: z = -3.9637 (public templates' radii, quartiles 2234/2328/2422, max 2713.0).
 #   Public: 1-photo templates 4 / 1,078,284 (<= 9.5e-6), 2+-photo 0 / 76,386 (too few to certify alone).
 #   LFW: FAR 1.9e-6 (3 / 1,570,910, <= 5.6e-6), FRR 0.068 (87 / 1,279). faces94: FAR 0 / 1,547, FRR 0 / 56.
 #   (With one radius for every face, calibrated the same way, LFW took 16 / 1,570,910, <= 1.65e-5.)
-L2FE_WALLET_FAR1E5 = _operating_point("l2fe-wallet-far1e-5", stranger_z=-3.9637)
+L2FE_WALLET_FAR1E5 = _operating_point("l2fe-wallet-far1e-5", stranger_z=-3.9637, radius=2713.0)
 
 PARAMETER_SETS: dict[str, L2FEParams] = {
     p.name: p for p in (L2FE_FACENET_M32, L2FE_FACENET_M48, L2FE_FACENET_M64, L2FE_DEVICE_FAR1E4, L2FE_WALLET_FAR1E5)

@@ -17,10 +17,15 @@ so decoding stays unique) and always short of |e| (the public mean face, e = 0, 
 microcontroller refuses an enrolment that breaks this). z is calibrated on public faces for a per-attempt FAR target
 (`latticelock eval calibrate`), exactly as a fixed radius was; the figures are in `params`.
 
-Radii are kept squared, as integers (floor): acceptance compares the integer |e - e'|^2 with them, so
-the host's check and the microcontroller's are the same comparison. A record's radii are a function of
-its template (two quadratic statistics of it). In plain mode the record gives the face back anyway
-(`params`); in hardened mode they sit in the chip's sealed record.
+Radii are kept squared, as integers (floor): acceptance compares the integer |e - e'|^2 with them, on
+the host and on the microcontroller alike (the chip's fixed-point search can miss a point within about
+a unit of the radius, never accept one beyond it: in a check of 400 points per distance it missed 2 at
+exactly the radius, 1 at R^2 - 1000, none at R^2 - 3000). A record's radii are a function of its
+template: with the two z values known they give |e| and one more quadratic statistic of it. In plain
+mode they are stored in the clear (the record gives the face back for one Argon2id anyway, `params`;
+they also let a thief skip that Argon2id for wrong candidates, and link one person's records); in
+hardened mode they sit in the chip's sealed record. A decode checks that the stored radii are those
+of the template it found (e = c - v), so radii widened on flash open the record for no one.
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ class Attempt:
             vectors, ok = rep.decode_within(bases, targets, np.repeat(radii, len(probes)))
             for row in np.flatnonzero(ok):
                 entry, probe = entries[row // len(probes)], row % len(probes)
-                s = entry.lattice.solver.solve(vectors[row])
+                s = entry.lattice.solver.solve(vectors[row]) if rep.radii_agree(entry.record, vectors[row]) else None
                 if s is not None:
                     found[probe].append(Candidate(entry.user, self._secret_id(entry, s)))
         return [tuple(c) for c in found]
@@ -230,7 +230,8 @@ class DeviceLattice:
     """The device's public lattice for the microcontroller: L(A) for A expanded from `seed`, its reduced
     integer basis and the float64 Gram-Schmidt data that guide (never decide) the microcontroller's search.
     `max_radius` is the largest radius of the parameter sets that share this lattice (the operating points
-    differ only in radius), the most the chip will accept for any record."""
+    differ only in their stranger z, each record having its own radius), the most the chip will accept
+    for any record."""
 
     parameter_set: str
     seed: bytes

@@ -129,7 +129,7 @@ def test_the_chip_seals_the_radii_it_was_given(bench: Bench) -> None:
 
 def test_a_one_radius_v2_blob_is_refused_with_the_reason(bench: Bench) -> None:
     """The format before the wallet radius: its own label and one radius. unseal names it; the chip
-    answers it like any other foreign record."""
+    answers a foreign one like any other, and the user's own active one (an upgrade) with the reason."""
     state, lattice = bench.mcu.state, bench.mcu.lattice
     keys = ChipKeys.from_pepper(state.pepper)
     gen, blob = bench.records["ann"]
@@ -142,6 +142,9 @@ def test_a_one_radius_v2_blob_is_refused_with_the_reason(bench: Bench) -> None:
         unseal(keys, state.device_id, lattice.lattice_id, "ann", gen, old, 32)
     bench.open()
     assert bench.ask(m.LoadRecord("ann", gen, old)) == m.Error(m.ErrorCode.REJECTED, 0, "record refused")
+    state.users["ann"].active_digest = hashlib.sha256(old).digest()  # a chip upgraded with ann's v2 record
+    answer = bench.ask(m.LoadRecord("ann", gen, old))
+    assert answer.code == m.ErrorCode.REJECTED and "format v2" in answer.detail and "enrol the user again" in answer.detail
 
 
 # --- state files ---------------------------------------------------------------------------------

@@ -257,6 +257,6 @@ def test_only_a_device_operating_point_is_enrolled_and_the_chip_caps_the_radius(
     with pytest.raises(McuError, match="radius beyond the device lattice"):
         mcu.enroll_face("bob", 1, math.floor(get_parameter_set(PARAMETER_SET).radius**2) + 1, 1,
                         np.zeros(get_parameter_set(PARAMETER_SET).m, int))
-    far = np.full(get_parameter_set(PARAMETER_SET).m, 400, int)  # |e| = 3200, within the lattice's cap
+    far = np.full(get_parameter_set(PARAMETER_SET).m, 360, int)  # |e| = 2880, within the lattice's cap
     with pytest.raises(McuError, match="mean face"):
         mcu.enroll_face("bob", 1, int(far @ far), 1, far)

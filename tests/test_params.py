@@ -102,15 +102,17 @@ def test_the_paper_sets_are_unchanged():
 
 
 def test_device_points_share_the_device_lattice_and_differ_only_in_stranger_z():
-    """The microcontroller decodes every user on one lattice: same q, m, n, projection, scale, decoder, BKZ,
-    and the same most a record's radius may be; each record's own radius comes from the point's z."""
+    """The microcontroller decodes every user on one lattice: same q, m, n, projection, scale, decoder, BKZ;
+    each record's own radius comes from the point's z, at most the point's radius."""
     device_points = [op for op in OPERATING_POINTS.values() if op.purpose != "paper"]
     assert {op.purpose for op in device_points} == {"unlock", "wallet"}
     for op in device_points:
         p = get_parameter_set(op.parameter_set)
-        assert p.stranger_z is not None and dataclasses.replace(p, name=DEVICE_BASE.name, stranger_z=None) == DEVICE_BASE
+        assert p.stranger_z is not None and p.radius < DEVICE_BASE.radius
+        assert dataclasses.replace(p, name=DEVICE_BASE.name, stranger_z=None, radius=DEVICE_BASE.radius) == DEVICE_BASE
     unlock, wallet = (get_parameter_set(DEFAULT_FOR_PURPOSE[k]) for k in ("unlock", "wallet"))
     assert wallet.stranger_z < unlock.stranger_z < 0  # the wallet is calibrated for a 10x lower FAR
+    assert wallet.radius < unlock.radius
     assert all(get_parameter_set(op.parameter_set).stranger_z is None for op in OPERATING_POINTS.values() if op.purpose == "paper")
     assert operating_point("unlock").far_per_attempt == 1e-4 and operating_point("wallet").far_per_attempt == 1e-5
 

@@ -82,3 +82,21 @@ def test_a_record_accepts_exactly_within_its_own_radius_for_each_purpose():
         for limit in (own, wallet):
             _, found = rep.decode_within(lattice.basis, target, [limit])
             assert bool(found[0]) == (r2 <= limit)
+
+
+def test_a_record_whose_radii_were_widened_on_flash_opens_for_no_one():
+    """The radii must be those of the template a decode finds: widened ones (say, to let the mean face in)
+    make the record useless rather than loose."""
+    from latticelock.kernels.l2fe import L2FEScheme
+    from latticelock.kernels.record import Record
+
+    scheme = L2FEScheme(PARAMETER_SET, label=b"ann", **RECIPE_OPTIONS)
+    template = person_centre(4)
+    record = scheme.enroll(template)
+    cap = math.floor(P.radius**2)
+    widened = Record(record.scheme_id, record.parameter_set, {**record.fields, "radius_sq": np.array([cap, cap], np.int64)})
+    assert scheme.verify_many(record, template[None, :])[0] is not None
+    assert scheme.verify_many(widened, template[None, :]) == [None]
+    gallery = recipe.Gallery({"ann": widened}, **RECIPE_OPTIONS)
+    with gallery.attempt() as attempt:
+        assert attempt.offer(template) == ()

@@ -104,7 +104,8 @@ def test_what_the_host_prepares_for_the_microcontroller():
     p = get_parameter_set("l2fe-facenet-m64")
     e = recipe.probe_vector(person_centre(1), p.name, projection=PROJECTION)
     assert e.dtype == np.int64 and e.shape == (p.m,) and np.all(np.abs(e) < 2**15)
-    assert recipe.record_radii_sq(person_centre(1), p.name, projection=PROJECTION) == (int(p.radius**2), int(p.radius**2))
+    wallet = get_parameter_set("l2fe-wallet-far1e-5")  # a comparison set's record: the wallet point's ceiling
+    assert recipe.record_radii_sq(person_centre(1), p.name, projection=PROJECTION) == (int(p.radius**2), int(wallet.radius**2))
     record = parse_record(recipe.sealed_record(p.name, bytes(range(32)), b"blob").to_bytes())
     assert recipe.sealed_fields(record) == (bytes(range(32)), b"blob")
     with pytest.raises(RecordError):

@@ -21,7 +21,9 @@ so the z for a target is read off the stranger z-scores of impostor attempts:
   photo, so their attempts are split by template: one photo, and several photos.
 - Each comparison's z-score uses the spread of the PCA it is scored with (its explained variances), as
   the device uses the shipped PCA's.
-- The z: the largest (to 1e-4) that meets the target in both groups. A group with at least
+- The z: the largest (to 1e-4) that meets the target in both groups. The point's radius, the most any
+  record may have (and the ceiling the microcontroller enforces), is the largest radius a public
+  template gets at that z (rounded up to 0.1). A group with at least
   3 / target attempts (rule of three) must keep its 95% Wilson upper bound at or below the target; a
   group with fewer (the averaged templates, below 1e-4: LFW has 52 public identities with two or
   more photos) cannot certify the target and must at least show no false accept. One group at least
@@ -67,6 +69,7 @@ class CalibratedPoint:
     attempts_needed: int  # rule of three
     groups: list[GroupFigures]
     radius_quartiles: tuple[float, float, float]  # of the public templates' own radii at this z (shipped PCA)
+    radius_cap: float  # the largest of them, rounded up to 0.1: the most any record of this point may have
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ def z_for(groups: dict[str, np.ndarray], target: float) -> CalibratedPoint:
         upper = wilson_upper(errors, len(scores)) if len(scores) else 1.0
         figures.append(GroupFigures(name, errors, len(scores), errors / max(1, len(scores)), upper,
                                     len(scores) >= needed and upper <= target))
-    return CalibratedPoint(target, z, needed, figures, (0.0, 0.0, 0.0))
+    return CalibratedPoint(target, z, needed, figures, (0.0, 0.0, 0.0), 0.0)
 
 
 def calibrate(data: "EmbeddingsFile", public: frozenset[str], targets: list[float] | tuple[float, ...], *, folds: int = 4,
@@ -200,7 +203,8 @@ def calibrate(data: "EmbeddingsFile", public: frozenset[str], targets: list[floa
     for target in targets:
         point = z_for(groups, target)
         radii = np.sqrt(radius_sq_at(DEVICE_BASE, shipped, e, point.stranger_z))
-        points.append(replace(point, radius_quartiles=tuple(float(r) for r in np.percentile(radii, [25, 50, 75]))))
+        points.append(replace(point, radius_quartiles=tuple(float(r) for r in np.percentile(radii, [25, 50, 75])),
+                              radius_cap=math.ceil(float(radii.max()) * 10) / 10))
     return Calibration(
         DEVICE_BASE.name, DEVICE_BASE.scale, len(people), int(sum(len(p.rows) for p in people)),
         dict(sorted(Counter(min(len(p.rows), frames) for p in people).items())), folds,
@@ -214,13 +218,13 @@ def format_calibration(c: Calibration) -> str:
         + ", ".join(f"{k}: {v}" for k, v in c.templates_by_images.items()),
         f"device lattice {c.base} (scale {c.scale}); policy {c.policy}, probe {c.probe}, 1 enrolled user; "
         f"{c.folds}-fold cross-fitted PCA; {c.impostor_attempts} impostor attempts",
-        f"  {'target':>8} {'z':>8} {'radii (quartiles)':>20} {'needed':>8}  {'templates':<10} {'accepts':>8} {'attempts':>9} "
+        f"  {'target':>8} {'z':>8} {'radii (quartiles; cap)':>27} {'needed':>8}  {'templates':<10} {'accepts':>8} {'attempts':>9} "
         f"{'FAR':>9} {'upper95':>9}  certifies",
     ]
     for r in c.points:
-        quartiles = "/".join(f"{q:.0f}" for q in r.radius_quartiles)
+        quartiles = "/".join(f"{q:.0f}" for q in r.radius_quartiles) + f"; {r.radius_cap:.1f}"
         for i, g in enumerate(r.groups):
-            head = f"  {r.far_target:8.0e} {r.stranger_z:8.4f} {quartiles:>20} {r.attempts_needed:>8}" if i == 0 else " " * 49
+            head = f"  {r.far_target:8.0e} {r.stranger_z:8.4f} {quartiles:>27} {r.attempts_needed:>8}" if i == 0 else " " * 56
             lines.append(f"{head}  {g.templates:<10} {g.false_accepts:>8} {g.impostor_attempts:>9} {g.far:9.2e} "
                          f"{g.far_upper95:9.2e}  {'yes' if g.certifies else 'no: too few attempts, none accepted'}")
     return "\n".join(lines)

@@ -156,6 +156,20 @@ class L2FERep:
             raise RecordError(f"l2fe-hash record field {RADII_FIELD!r} must hold 0 < wallet <= own <= the set's radius squared")
         return min(int(radii[1] if wallet else radii[0]), own)
 
+    def radii_agree(self, record: Record, vector: np.ndarray) -> bool:
+        """Whether the radii a record stores are those of the template a decode found (e = c - v): a record
+        whose radii were widened on flash, say to let the mean face in, opens for no one."""
+        if self.params.stranger_z is None:
+            return True
+        from latticelock.kernels.radii import record_radii_sq
+
+        e = centred(record["c"].astype(np.int64) - np.rint(vector).astype(np.int64), self.params.q).astype(np.int64)
+        try:
+            expected = record_radii_sq(self.params, self.projection, e)
+        except SchemeError:
+            return False
+        return expected == tuple(int(v) for v in record[RADII_FIELD])
+
     def public_lattice(self, record: Record) -> PublicLattice:
         """Check a record against this parameter set and rebuild its public lattice."""
         p = self.params
