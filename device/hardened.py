@@ -69,12 +69,12 @@ def sealed_users(store: FlashStore, active: dict[str, int] | None = None) -> tup
 
 def ensure_lattice(mcu: "McuClient", parameter_set: str) -> bytes:
     """The chip's lattice id, provisioning a fresh device lattice for `parameter_set` first if it has none
-    (with the largest radius any record may have, for unlocking and for the wallet)."""
+    (with the largest radius any record may have, for unlocking and for the wallet, and the probe floor)."""
     import math
 
     from latticelock.firmware_bridge.lattice_match import LatticeTables
     from latticelock.kernels.params import get_parameter_set
-    from latticelock.kernels.recipe import device_lattice, wallet_parameter_set
+    from latticelock.kernels.recipe import device_lattice, min_probe_sq, wallet_parameter_set
 
     lattice_id = mcu.hello().lattice_id
     if any(lattice_id):
@@ -83,7 +83,7 @@ def ensure_lattice(mcu: "McuClient", parameter_set: str) -> bytes:
     tables = LatticeTables.from_float(lattice.q, lattice.n, lattice.basis, lattice.mu, lattice.proj, lattice.bstar_sqnorm)
     wallet_cap = min(lattice.max_radius, get_parameter_set(wallet_parameter_set(parameter_set)).radius)
     return mcu.provision_lattice(lattice.parameter_set, lattice.seed, tables.to_bytes(), math.floor(lattice.max_radius**2),
-                                 math.floor(wallet_cap**2))
+                                 math.floor(wallet_cap**2), min_probe_sq(parameter_set))
 
 
 def reconcile(store: FlashStore, mcu: "McuClient") -> list[str]:

@@ -159,18 +159,23 @@ class McuClient:
 
     # --- provisioning ---------------------------------------------------------------------------
 
-    def provision_lattice(self, parameter_set: str, seed: bytes, tables: bytes, radius_sq: int, wallet_radius_sq: int) -> bytes:
+    def provision_lattice(self, parameter_set: str, seed: bytes, tables: bytes, radius_sq: int, wallet_radius_sq: int,
+                          min_probe_sq: int) -> bytes:
         """Upload the device lattice's decoding tables in chunks; returns the lattice id the chip binds records to.
 
         `radius_sq` is the largest unlock radius any record may have, `wallet_radius_sq` the largest
-        wallet radius (the wallet's operating point): the chip caps every record's radii by them."""
+        wallet radius (the wallet's operating point): the chip caps every record's radii by them.
+        `min_probe_sq` is the floor on a probe's squared length (0: none): a probe vector shorter than it
+        matches no record. The public mean face and vectors pulled toward it are probes anyone can make
+        and sit near many templates; real faces are never that short, so a floor below every real face
+        stops them at no cost to genuine users. The chip refuses (MALFORMED) a floor of 2^25 or more, the bound of its radii."""
         for offset in range(0, len(tables), MAX_CHUNK):
             chunk = tables[offset : offset + MAX_CHUNK]
             received = self._request(LatticeChunk(offset, chunk), ChunkOk).received
             if received != offset + len(chunk):
                 raise ProtocolError(f"microcontroller holds {received} bytes of the tables, expected {offset + len(chunk)}")
         digest = hashlib.sha256(tables).digest()
-        return self._request(LatticeCommit(parameter_set, seed, radius_sq, wallet_radius_sq, len(tables), digest), LatticeReady).lattice_id
+        return self._request(LatticeCommit(parameter_set, seed, radius_sq, wallet_radius_sq, min_probe_sq, len(tables), digest), LatticeReady).lattice_id
 
     def enroll_face(self, user: str, generation: int, radius_sq: int, wallet_radius_sq: int, vector) -> FaceEnrolled:
         """Stage `user`'s new record (pending until `commit_user`): the sealed helper data and the unlock public key.

@@ -369,6 +369,9 @@ class Mcu:
         if (not request.parameter_set.isascii() or not 0 < request.radius_sq < MAX_RADIUS_SQ
                 or not 0 < request.wallet_radius_sq <= request.radius_sq):
             return Error(ErrorCode.MALFORMED, detail="bad parameter set name or radius")
+        # A floor is a squared length in the radii's units, so it shares their bound (0: no floor).
+        if not 0 <= request.min_probe_sq < MAX_RADIUS_SQ:
+            return Error(ErrorCode.MALFORMED, detail="bad probe floor")
         try:
             tables = LatticeTables.from_bytes(data)
             A = expand_matrix(request.seed, tables.m, tables.n, tables.q)
@@ -379,7 +382,7 @@ class Mcu:
         mcu_state.save_tables(self.state_dir, data, digest)
         state = self.state
         state.parameter_set, state.lattice_seed, state.lattice_radius_sq = request.parameter_set, request.seed, request.radius_sq
-        state.wallet_radius_sq = request.wallet_radius_sq
+        state.wallet_radius_sq, state.min_probe_sq = request.wallet_radius_sq, request.min_probe_sq
         state.lattice_digest = digest
         self._save()
         mcu_state.drop_other_tables(self.state_dir, digest)
@@ -512,7 +515,11 @@ class Mcu:
             return vector
         counts = OpCounts()
         state = self.state
-        for user, (generation, opened) in session.loaded.items():
+        # The public mean face and vectors pulled toward it are probes anyone can make, and they sit near many
+        # templates; no real face is that short, so a probe below the floor matches nothing (still counted).
+        # Its shorter answer tells only that it was below the floor, which the host chose from public faces.
+        loaded = session.loaded.items() if int(vector @ vector) >= state.min_probe_sq else ()
+        for user, (generation, opened) in loaded:
             # Each purpose matches at the record's own radius for it (the wallet's is the tighter, so a face that
             # unlocks may still not sign); the lattice's operating points cap both again, as enrolment did.
             if session.purpose is Purpose.UNLOCK:

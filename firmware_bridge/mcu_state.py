@@ -5,12 +5,12 @@ read-protected flash, not the device's):
 
 `mcu-state.bin`, rewritten on every counted event (small, so a write is one flash page or two):
 
-    magic "LLMC" | format u8 (2) | device_id 16 | pepper 32
+    magic "LLMC" | format u8 (3) | device_id 16 | pepper 32
     | failures u32 | locked_until_ms u64 | lockouts u32 | unlocks u32 | passcode_required u8
     | passcode: iterations u32 (0 = none set) | salt 16 | verifier 32 | failures u32 | locked_until_ms u64
     | daily budget: tokens_milli u32 | updated_ms u64 | policy: k u8 | n u8
     | lattice: parameter-set name (u8 length) | seed 32 | radius_sq u64 | wallet_radius_sq u64
-                | tables SHA-256 32 (all zero = none)
+                | min_probe_sq u64 (0 = no floor) | tables SHA-256 32 (all zero = none)
     | user count u16 | per user: name (u8 length) | active generation u32 | active digest 32
                                 | pending generation u32 | pending digest 32
     | crc32 u32
@@ -40,16 +40,20 @@ from latticelock.firmware_bridge.messages import DEVICE_ID_SIZE, DIGEST_SIZE, MA
 STATE_FILE = "mcu-state.bin"
 LATTICE_FILE = "mcu-lattice.bin"
 MAGIC = b"LLMC"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 PEPPER_SIZE = 32
 NO_DIGEST = bytes(DIGEST_SIZE)
 _HEAD = struct.Struct(f">4sB{DEVICE_ID_SIZE}s{PEPPER_SIZE}s")
 _COUNTERS = struct.Struct(">IQIIB")
 _PASSCODE = struct.Struct(">I16s32sIQ")
 _BUDGET = struct.Struct(">IQBB")
-_LATTICE_TAIL = struct.Struct(f">{SEED_SIZE}sQQ{DIGEST_SIZE}s")
+_LATTICE_TAIL = struct.Struct(f">{SEED_SIZE}sQQQ{DIGEST_SIZE}s")
 _USER_TAIL = struct.Struct(f">I{DIGEST_SIZE}sI{DIGEST_SIZE}s")
 _CRC = struct.Struct(">I")
+_OLD_FORMATS = {
+    1: "a format-1 chip holds no sealed records",
+    2: "a format-2 chip has no probe floor, so it would match the public mean face and faces pulled toward it",
+}
 
 
 @dataclass
@@ -92,6 +96,7 @@ class McuState:
     lattice_seed: bytes = bytes(SEED_SIZE)
     lattice_radius_sq: int = 0
     wallet_radius_sq: int = 0
+    min_probe_sq: int = 0
     lattice_digest: bytes = NO_DIGEST
     users: dict[str, UserSlot] = field(default_factory=dict)
 
@@ -115,7 +120,8 @@ class McuState:
                               self.passcode_failures, self.passcode_locked_until_ms)
         out += _BUDGET.pack(self.budget_milli, self.budget_updated_ms, self.policy_k, self.policy_n)
         name = self.parameter_set.encode("ascii")
-        out += bytes([len(name)]) + name + _LATTICE_TAIL.pack(self.lattice_seed, self.lattice_radius_sq, self.wallet_radius_sq, self.lattice_digest)
+        out += bytes([len(name)]) + name + _LATTICE_TAIL.pack(self.lattice_seed, self.lattice_radius_sq, self.wallet_radius_sq,
+                                                              self.min_probe_sq, self.lattice_digest)
         out += struct.pack(">H", len(self.users))
         for user, slot in sorted(self.users.items()):
             raw = user.encode("utf-8")
@@ -129,8 +135,9 @@ class McuState:
         if len(data) < _HEAD.size + _CRC.size or data[:4] != MAGIC:
             raise StateError("microcontroller state is not a LatticeLock MCU state file")
         if data[4] != FORMAT_VERSION:
-            raise StateError(f"microcontroller state has format version {data[4]}; this build reads {FORMAT_VERSION} "
-                             "(a format-1 chip holds no sealed records: provision it afresh, see PROTOCOL.md section 10)")
+            old = _OLD_FORMATS.get(data[4])
+            advice = f" ({old}: provision it afresh, see PROTOCOL.md section 10)" if old else ""
+            raise StateError(f"microcontroller state has format version {data[4]}; this build reads {FORMAT_VERSION}{advice}")
         body, (crc,) = data[: -_CRC.size], _CRC.unpack(data[-_CRC.size :])
         if zlib.crc32(body) != crc:
             raise StateError("microcontroller state is corrupt (CRC-32 mismatch)")
@@ -163,7 +170,7 @@ def _parse(body: bytes) -> McuState:
     iterations, salt, verifier, pc_failures, pc_locked = take(_PASSCODE)
     budget, budget_ms, k, n = take(_BUDGET)
     parameter_set = name(MAX_SET_NAME, "ascii")
-    seed, radius_sq, wallet_radius_sq, digest = take(_LATTICE_TAIL)
+    seed, radius_sq, wallet_radius_sq, min_probe_sq, digest = take(_LATTICE_TAIL)
     (count,) = take(struct.Struct(">H"))
     users: dict[str, UserSlot] = {}
     for _ in range(count):
@@ -174,7 +181,8 @@ def _parse(body: bytes) -> McuState:
     if pos != len(body):
         raise ValueError("trailing bytes")
     return McuState(device_id, pepper, failures, locked_until, lockouts, unlocks, bool(required), iterations, salt,
-                    verifier, pc_failures, pc_locked, budget, budget_ms, k, n, parameter_set, seed, radius_sq, wallet_radius_sq, digest, users)
+                    verifier, pc_failures, pc_locked, budget, budget_ms, k, n, parameter_set, seed, radius_sq, wallet_radius_sq,
+                    min_probe_sq, digest, users)
 
 
 def load_or_create(state_dir: Path) -> McuState:

@@ -292,6 +292,7 @@ class LatticeCommit(Message):
         _Fixed("seed", "lattice seed", SEED_SIZE),
         _Uint("radius_sq", "largest radius squared", 64),
         _Uint("wallet_radius_sq", "wallet radius squared", 64),
+        _Uint("min_probe_sq", "shortest probe squared", 64),
         _Uint("length", "tables length", 32),
         _Fixed("digest", "tables SHA-256", DIGEST_SIZE),
     )
@@ -299,6 +300,7 @@ class LatticeCommit(Message):
     seed: bytes
     radius_sq: int
     wallet_radius_sq: int
+    min_probe_sq: int
     length: int
     digest: bytes
 

@@ -91,6 +91,7 @@ class L2FEScheme(L2FERep, SchemeBase):
         lattice = self.public_lattice(record)
         targets = self.targets(record, embeddings)
         vectors, found = self.decode_within(lattice.basis, targets, np.full(len(targets), self.record_radius_sq(record)))
+        found &= self.long_enough(embeddings)
         secrets_, solved = lattice.solver.solve_many(vectors)
         keys: list[bytes | None] = [None] * len(vectors)
         tested: dict[bytes, bytes | None] = {}
@@ -110,6 +111,7 @@ class L2FEScheme(L2FERep, SchemeBase):
         probe = as_embedding(embedding)[None, :]
         targets = np.concatenate([self.targets(r, probe) for r in records])
         vectors, found = self.decode_within([lat.basis for lat in lattices], targets, [self.record_radius_sq(r) for r in records])
+        found &= self.long_enough(probe)[0]
         keys: list[bytes | None] = []
         for record, lattice, v, ok in zip(records, lattices, vectors, found):
             s = lattice.solver.solve(v) if ok and self.radii_agree(record, v) else None

@@ -73,6 +73,9 @@ class L2FEParams:
     # None: every record decodes within `radius`. A number: each record gets its own radius from the spread
     # of strangers around its template at this many standard deviations (`kernels.radii`), at most `radius`.
     stranger_z: float | None = None
+    # Probes e' with |e'| below this match no record: the public mean face (e' = 0) and faces pulled toward
+    # it are probes anyone can make and sit near many templates; no real face is that short. 0: no floor.
+    probe_floor: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -90,6 +93,8 @@ class L2FEParams:
             problems.append(f"decoder {self.decoder!r} is not one of {DECODERS}")
         if self.stranger_z is not None and not math.isfinite(self.stranger_z):
             problems.append("stranger_z must be finite")
+        if not 0 <= self.probe_floor < self.radius:
+            problems.append("probe_floor must be in [0, radius)")
         if not 2 <= self.bkz_block <= self.m:
             problems.append(f"BKZ block size {self.bkz_block} outside [2, m]")
         if problems:
@@ -143,8 +148,14 @@ L2FE_FACENET_M64 = _set("l2fe-facenet-m64", 64, threshold=1.0616, bkz_block=20)
 DEVICE_BASE = L2FE_FACENET_M64
 
 
+# The device lattice's probe floor: 0.95 of the shortest public face (|e| 2647.7 among the 1,549 public
+# LFW photos; every LFW, faces94 and deepface image and LFW one-pass frame measured here is longer than
+# 2644), printed by `latticelock eval calibrate`.
+DEVICE_PROBE_FLOOR = 2515.3
+
+
 def _operating_point(name: str, stranger_z: float, radius: float) -> L2FEParams:
-    return replace(DEVICE_BASE, name=name, stranger_z=stranger_z, radius=radius)
+    return replace(DEVICE_BASE, name=name, stranger_z=stranger_z, radius=radius, probe_floor=DEVICE_PROBE_FLOOR)
 
 
 # z from `latticelock eval calibrate --embeddings lfw.npz`: the 1,468 LFW identities that no pair of

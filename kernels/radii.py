@@ -69,6 +69,12 @@ def radius_sq_cap(params: L2FEParams, e: np.ndarray) -> np.ndarray:
     return np.minimum(np.sum(e * e, axis=1) - 1, math.floor(params.radius**2))
 
 
+def min_probe_sq(params: L2FEParams) -> int:
+    """Probes with integer |e'|^2 below this match no record of `params` (`L2FEParams.probe_floor`); the
+    host and the microcontroller compare the same integer."""
+    return math.ceil(params.probe_floor**2)
+
+
 def wallet_point(params: L2FEParams) -> L2FEParams:
     """The wallet's operating point on `params`' lattice (`params` itself if the lattice has none)."""
     wallet = get_parameter_set(DEFAULT_FOR_PURPOSE["wallet"])

@@ -46,7 +46,7 @@ from latticelock.kernels.record import Record
 from latticelock.kernels.scheme import as_embedding, as_embeddings
 
 __all__ = ["DECODER_BACKENDS", "Attempt", "Candidate", "DeviceLattice", "Gallery", "device_lattice", "enrol",
-           "probe_vector", "record_radii_sq", "sealed_fields", "sealed_record", "shares_lattice", "wallet_parameter_set"]
+           "min_probe_sq", "probe_vector", "record_radii_sq", "sealed_fields", "sealed_record", "shares_lattice", "wallet_parameter_set"]
 
 SEALED_SCHEME_ID = "l2fe-hash-mcu"
 SEALED_FIELDS = ("lattice", "sealed")
@@ -172,12 +172,14 @@ class Attempt:
         found: list[list[Candidate]] = [[] for _ in range(len(probes))]
         for parameter_set, entries in self._gallery._groups.items():
             rep = self._reps[parameter_set]
-            radii = [e.wallet_radius_sq if self._wallet else e.radius_sq for e in entries]
-            if not any(radii):
+            limits = [e.wallet_radius_sq if self._wallet else e.radius_sq for e in entries]
+            long_enough = rep.long_enough(probes)
+            if not any(limits) or not long_enough.any():
                 continue
             targets = np.concatenate([rep.targets(e.record, probes) for e in entries])
             bases = [e.lattice.basis for e in entries for _ in range(len(probes))]
-            vectors, ok = rep.decode_within(bases, targets, np.repeat(radii, len(probes)))
+            vectors, ok = rep.decode_within(bases, targets, np.repeat(limits, len(probes)))
+            ok &= np.tile(long_enough, len(entries))
             for row in np.flatnonzero(ok):
                 entry, probe = entries[row // len(probes)], row % len(probes)
                 s = entry.lattice.solver.solve(vectors[row]) if rep.radii_agree(entry.record, vectors[row]) else None
@@ -272,6 +274,11 @@ def wallet_parameter_set(parameter_set: str) -> str:
     """The wallet's operating point on the same device lattice as `parameter_set` (the set itself if the
     lattice has no wallet point)."""
     return wallet_point(get_parameter_set(parameter_set)).name
+
+
+def min_probe_sq(parameter_set: str) -> int:
+    """Probes with integer |e'|^2 below this match no record of `parameter_set` (its probe floor)."""
+    return radii.min_probe_sq(get_parameter_set(parameter_set))
 
 
 def record_radii_sq(template: np.ndarray, parameter_set: str, *, projection: Projection | None = None) -> tuple[int, int]:

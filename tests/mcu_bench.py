@@ -76,22 +76,23 @@ def make(state_dir: Path, clock: Clock, provisioning: bool = False, **options) -
 
 
 def upload(mcu: Mcu, data: bytes, radius: int, seed: bytes = SEED, parameter_set: str = PARAMETER_SET,
-           wallet_radius: int | None = None) -> m.Message:
-    """LATTICE_CHUNKs then LATTICE_COMMIT (the wallet radius is `radius` unless given); the last answer."""
+           wallet_radius: int | None = None, min_probe_sq: int = 0) -> m.Message:
+    """LATTICE_CHUNKs then LATTICE_COMMIT (the wallet radius is `radius` unless given, no probe floor unless
+    given); the last answer."""
     for offset in range(0, len(data), m.MAX_CHUNK):
         answer = mcu.handle(m.LatticeChunk(offset, data[offset : offset + m.MAX_CHUNK]))
         if not isinstance(answer, m.ChunkOk):
             return answer
     wallet = radius if wallet_radius is None else wallet_radius
-    return mcu.handle(m.LatticeCommit(parameter_set, seed, radius, wallet, len(data), hashlib.sha256(data).digest()))
+    return mcu.handle(m.LatticeCommit(parameter_set, seed, radius, wallet, min_probe_sq, len(data), hashlib.sha256(data).digest()))
 
 
-def provision(mcu: Mcu, wallet_radius_sq: int | None = None) -> bytes:
+def provision(mcu: Mcu, wallet_radius_sq: int | None = None, min_probe_sq: int = 0) -> bytes:
     """Set the passcode (first provisioning) and upload the device lattice (its wallet radius as loose as
-    its unlock radius unless given); the lattice id."""
+    its unlock radius unless given, no probe floor unless given); the lattice id."""
     assert mcu.handle(m.SetPasscode("", PASSCODE)) == m.PasscodeSet()
     lat = lattice()
-    ready = upload(mcu, tables().to_bytes(), int(lat.max_radius**2), wallet_radius=wallet_radius_sq)
+    ready = upload(mcu, tables().to_bytes(), int(lat.max_radius**2), wallet_radius=wallet_radius_sq, min_probe_sq=min_probe_sq)
     assert isinstance(ready, m.LatticeReady), ready
     return ready.lattice_id
 

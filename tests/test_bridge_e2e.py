@@ -100,7 +100,7 @@ def provisioned(bench: Bench, users: dict[str, int]) -> McuClient:
     kiosk = bench.client(provisioning=True)
     assert kiosk.hello().provisioning
     kiosk.set_passcode(PASSCODE)
-    lattice_id = kiosk.provision_lattice("l2fe-facenet-m32", SEED, tables().to_bytes(), int(lattice().max_radius**2), int(lattice().max_radius**2))
+    lattice_id = kiosk.provision_lattice("l2fe-facenet-m32", SEED, tables().to_bytes(), int(lattice().max_radius**2), int(lattice().max_radius**2), 0)
     assert kiosk.hello().lattice_id == lattice_id
     for user, person in users.items():
         bench.enrol(kiosk, user, person)
@@ -224,7 +224,7 @@ def test_a_session_outlives_the_connection_that_opened_it(tmp_path: Path) -> Non
     with McuSimulator("listen://127.0.0.1:0", tmp_path, provisioning=True, passcode_iterations=ITERATIONS) as sim:
         with McuClient(open_link(sim.address, timeout=5.0)) as mcu:
             mcu.set_passcode(PASSCODE)
-            mcu.provision_lattice("l2fe-facenet-m32", SEED, tables().to_bytes(), int(lattice().max_radius**2), int(lattice().max_radius**2))
+            mcu.provision_lattice("l2fe-facenet-m32", SEED, tables().to_bytes(), int(lattice().max_radius**2), int(lattice().max_radius**2), 0)
             mcu.open_session(Purpose.ENROL)
         with McuClient(open_link(sim.address, timeout=5.0)) as mcu:
             assert mcu.enroll_face("ann", 1, RADIUS_SQ, RADIUS_SQ, face(1)).user == "ann"

@@ -35,7 +35,7 @@ SAMPLES: list[m.Message] = [
     m.SetPasscode("", "correct horse"),
     m.Passcode("correct horse"),
     m.LatticeChunk(0, bytes(range(256)) * 4),
-    m.LatticeCommit("l2fe-facenet-m64", bytes(range(32)), 10_928_974, 5_533_436, 41_483, bytes(32)),
+    m.LatticeCommit("l2fe-facenet-m64", bytes(range(32)), 10_928_974, 5_533_436, 6_325_225, 41_483, bytes(32)),
     m.OpenSession(m.Purpose.WALLET_SIGN, 2, 3, 7, b"pay 3 to carol"),
     m.LoadRecord("alice", 2, bytes(range(256)) + bytes(69)),
     m.Probe(m.encode_vector(range(-32, 32))),

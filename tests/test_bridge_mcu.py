@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcu_bench import PASSCODE, RADIUS_SQ, Bench, Clock, code, genuine, make, provision, provisioned, tables, upload, vec
 
+from latticelock.firmware_bridge import lattice_match as lm
 from latticelock.firmware_bridge import mcu_state
 from latticelock.firmware_bridge import messages as m
 from latticelock.firmware_bridge.errors import StateError
@@ -155,6 +156,7 @@ def test_state_round_trip_and_atomic_file(tmp_path: Path) -> None:
     state.users = {"alice": mcu_state.UserSlot(3, bytes([1]) * 32, 4, bytes([2]) * 32), "bøb": mcu_state.UserSlot(1, bytes([7]) * 32)}
     state.failures, state.lockouts, state.unlocks, state.locked_until_ms = 3, 2, 9, 123456
     state.passcode_failures, state.budget_milli, state.parameter_set = 6, 41_000, "l2fe-facenet-m32"
+    state.lattice_radius_sq, state.wallet_radius_sq, state.min_probe_sq = 10_928_974, 5_533_436, 6_325_225
     mcu_state.save(tmp_path, state)
     assert mcu_state.load_or_create(tmp_path) == state
     assert sorted(p.name for p in tmp_path.iterdir()) == [mcu_state.STATE_FILE]
@@ -201,6 +203,64 @@ def test_a_format_1_state_is_refused_with_the_migration_message(tmp_path: Path) 
     state_path(tmp_path).write_bytes(data[:4] + b"\x01" + data[5:])
     with pytest.raises(StateError, match=r"format version 1;.*format-1 chip holds no sealed records: provision it afresh"):
         make(tmp_path, Clock())
+
+
+def format_2(data: bytes) -> bytes:
+    """A format-3 state file as format 2 wrote it: no probe floor in the lattice fields."""
+    state = mcu_state.McuState.from_bytes(data)
+    floor_at = (mcu_state._HEAD.size + mcu_state._COUNTERS.size + mcu_state._PASSCODE.size + mcu_state._BUDGET.size
+                + 1 + len(state.parameter_set) + 32 + 8 + 8)
+    assert data[floor_at : floor_at + 8] == state.min_probe_sq.to_bytes(8, "big")
+    body = data[:4] + b"\x02" + data[5:floor_at] + data[floor_at + 8 : -4]
+    return resealed(body)
+
+
+def test_a_format_2_state_is_refused_saying_it_has_no_probe_floor(tmp_path: Path) -> None:
+    """A format-2 chip would match the public mean face; it is refused, not read with no floor, and not replaced."""
+    bench = provisioned(tmp_path, Clock(), {"ann": 1})
+    old = format_2(state_path(tmp_path).read_bytes())
+    state_path(tmp_path).write_bytes(old)
+    with pytest.raises(StateError, match=r"format version 2; this build reads 3 \(a format-2 chip has no probe floor.*"
+                                         r"provision it afresh, see PROTOCOL.md section 10\)"):
+        bench.start()
+    assert state_path(tmp_path).read_bytes() == old
+
+
+def test_the_probe_floor_survives_a_restart(tmp_path: Path) -> None:
+    bench = Bench(tmp_path, Clock())
+    provision(bench.start(provisioning=True), min_probe_sq=123_456)
+    bench.admin()
+    bench.enrol("ann", genuine(1, 0))
+    before = bench.mcu.state
+    bench.start()
+    assert bench.mcu.state == before and bench.mcu.state.min_probe_sq == 123_456
+    assert mcu_state.McuState.from_bytes(state_path(tmp_path).read_bytes()).min_probe_sq == 123_456
+    bench.ask(m.Passcode(PASSCODE))
+    short = np.rint(genuine(1, 1) / 2).astype(int)
+    assert int(genuine(1, 1) @ genuine(1, 1)) > 123_456 > int(short @ short)
+    assert bench.attempt(short, short, short).outcome == m.Outcome.REJECT
+    assert bench.mcu.last_probe.decodes == 0
+    assert bench.attempt(genuine(1, 1), genuine(1, 2)).outcome == m.Outcome.ACCEPT
+
+
+@pytest.mark.parametrize("floor", [lm.MAX_RADIUS_SQ, lm.MAX_RADIUS_SQ + 1, 2**64 - 1])
+def test_a_malformed_probe_floor_provisions_nothing(tmp_path: Path, floor: int) -> None:
+    chip = make(tmp_path, Clock(), provisioning=True)
+    assert chip.handle(m.SetPasscode("", PASSCODE)) == m.PasscodeSet()
+    answer = upload(chip, tables().to_bytes(), RADIUS_SQ, min_probe_sq=floor)
+    assert code(answer) == m.ErrorCode.MALFORMED and "probe floor" in answer.detail
+    assert chip.lattice is None and not chip.state.lattice_ready and chip.state.min_probe_sq == 0
+    assert chip.handle(m.Hello()).lattice_id == bytes(32)
+    assert not list(tmp_path.glob(mcu_state.LATTICE_FILE + ".*"))
+    restarted = make(tmp_path, Clock())
+    assert restarted.lattice is None and not restarted.state.lattice_ready
+
+
+def test_the_largest_probe_floor_is_accepted(tmp_path: Path) -> None:
+    chip = make(tmp_path, Clock(), provisioning=True)
+    assert chip.handle(m.SetPasscode("", PASSCODE)) == m.PasscodeSet()
+    assert isinstance(upload(chip, tables().to_bytes(), RADIUS_SQ, min_probe_sq=lm.MAX_RADIUS_SQ - 1), m.LatticeReady)
+    assert make(tmp_path, Clock()).state.min_probe_sq == lm.MAX_RADIUS_SQ - 1
 
 
 def test_a_user_listed_twice_is_refused(tmp_path: Path) -> None:

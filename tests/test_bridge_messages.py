@@ -28,7 +28,7 @@ STRATEGIES: dict[type[m.Message], st.SearchStrategy[m.Message]] = {
     m.SetPasscode: st.builds(m.SetPasscode, _utf8(m.MAX_PASSCODE, 0), _utf8(m.MAX_PASSCODE)),
     m.Passcode: st.builds(m.Passcode, _utf8(m.MAX_PASSCODE)),
     m.LatticeChunk: st.builds(m.LatticeChunk, u32, _bytes(m.MAX_CHUNK, 1)),
-    m.LatticeCommit: st.builds(m.LatticeCommit, _utf8(m.MAX_SET_NAME), _bytes(32), u64, u64, u32, _bytes(32)),
+    m.LatticeCommit: st.builds(m.LatticeCommit, _utf8(m.MAX_SET_NAME), _bytes(32), u64, u64, u64, u32, _bytes(32)),
     m.OpenSession: st.builds(m.OpenSession, u8, u8, u8, u32, _bytes(m.MAX_MESSAGE, 0)),
     m.LoadRecord: st.builds(m.LoadRecord, users, u32, _bytes(m.MAX_SEALED, 1)),
     m.Probe: st.builds(m.Probe, _bytes(m.MAX_VECTOR, 1)),

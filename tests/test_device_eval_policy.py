@@ -23,6 +23,15 @@ DEVICE_FAMILY = [OPERATING_POINTS[name] for name in ("l2fe-device-far1e-4", "l2f
 COUNTS = [14, 14, 14, 11, 11, 4, 1, 2, 3]  # five people to enrol (5 frames + slices), four impostor-only
 
 
+
+@pytest.fixture(autouse=True)
+def no_probe_floor(monkeypatch):
+    """The synthetic faces sit closer to the projection's centre than real faces do, below the device
+    points' probe floor: these tests count and calibrate, the floor has its own (tests/test_radii.py)."""
+    from latticelock.kernels import radii
+
+    monkeypatch.setattr(radii, "min_probe_sq", lambda params: 0)
+
 @pytest.fixture(scope="module", autouse=True)
 def private_basis_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:

@@ -19,6 +19,15 @@ from latticelock.tools.rates import wilson_upper
 PUBLIC = [1] * 180 + [2, 3, 6, 4]  # mostly one photo each, as LFW's public identities
 
 
+
+@pytest.fixture(autouse=True)
+def no_probe_floor(monkeypatch):
+    """The synthetic faces sit closer to the projection's centre than real faces do, below the device
+    points' probe floor: these tests count and calibrate, the floor has its own (tests/test_radii.py)."""
+    from latticelock.kernels import radii
+
+    monkeypatch.setattr(radii, "min_probe_sq", lambda params: 0)
+
 def test_z_is_the_largest_whose_wilson_bound_meets_the_target():
     scores = np.arange(1, 100_001, dtype=np.float64) / 1000 - 60  # impostor z-scores -59.999, ..., 40
     r = z_for({"1 photo": scores}, 1e-4)

@@ -228,7 +228,7 @@ def test_the_chip_refuses_tables_outside_its_lattice_and_keeps_none(kiosk) -> No
 def test_the_chip_refuses_tables_corrupted_in_transit(kiosk) -> None:
     data = tables().to_bytes()
     upload(kiosk, data[:-1], 1000)
-    answer = kiosk.handle(m.LatticeCommit("l2fe-facenet-m32", SEED, 1000, 1000, len(data), hashlib.sha256(data).digest()))
+    answer = kiosk.handle(m.LatticeCommit("l2fe-facenet-m32", SEED, 1000, 1000, 0, len(data), hashlib.sha256(data).digest()))
     assert code(answer) == m.ErrorCode.MALFORMED and "corrupted" in answer.detail
 
 

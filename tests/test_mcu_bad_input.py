@@ -208,7 +208,8 @@ def hostile_requests(bench: Bench, rng: random.Random, count: int):
         lambda: m.CommitUser(rng.choice(names), rng.randrange(4), rng.randbytes(32)), lambda: m.AbortUser(rng.choice(names)),
         lambda: m.RemoveUser(rng.choice(names)),
         lambda: m.LatticeChunk(rng.choice([0, 1, 2**32 - 1]), blob(rng.randrange(1, 1025))),
-        lambda: m.LatticeCommit("x", blob(32), rng.randrange(2**25), rng.randrange(2**25), rng.randrange(100), blob(32)),
+        lambda: m.LatticeCommit("x", blob(32), rng.randrange(2**25), rng.randrange(2**25), rng.choice([0, 2**25, 2**64 - 1]),
+                                      rng.randrange(100), blob(32)),
         lambda: Frame(rng.randrange(256), rng.randrange(1, 0x10000), blob(rng.randrange(300))),
     ]
     for _ in range(count):

@@ -72,7 +72,7 @@ def device(tmp_path: Path) -> Device:
     with device.chip(provisioning=True) as client:
         client.set_passcode(PASSCODE)
         client.provision_lattice(PARAMETER_SET, SEED, tables(PARAMETER_SET).to_bytes(), int(lattice(PARAMETER_SET).max_radius**2),
-                                 int(lattice(PARAMETER_SET).max_radius**2))
+                                 int(lattice(PARAMETER_SET).max_radius**2), 0)
     return device
 
 

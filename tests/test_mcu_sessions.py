@@ -331,7 +331,7 @@ def test_wallet_sessions_answer_only_at_the_wallets_operating_point(tmp_path: Pa
     data = tables().to_bytes()
     for offset in range(0, len(data), m.MAX_CHUNK):
         chip.handle(m.LatticeChunk(offset, data[offset : offset + m.MAX_CHUNK]))
-    ready = chip.handle(m.LatticeCommit("l2fe-facenet-m32", SEED, RADIUS_SQ, RADIUS_SQ // 4, len(data), hashlib.sha256(data).digest()))
+    ready = chip.handle(m.LatticeCommit("l2fe-facenet-m32", SEED, RADIUS_SQ, RADIUS_SQ // 4, 0, len(data), hashlib.sha256(data).digest()))
     assert isinstance(ready, m.LatticeReady)
     assert code(bench.stage("ann", face(1))) == m.ErrorCode.MALFORMED  # a wallet radius beyond the lattice's
     bench.enrol("ann", face(1), wallet_radius_sq=RADIUS_SQ // 4)
@@ -368,3 +368,73 @@ def test_wallet_sessions_use_the_records_own_wallet_radius(tmp_path: Path) -> No
     assert (address.outcome, address.user) == (m.Outcome.ACCEPT, "bob")
     inside = bench.attempt(genuine(1, 0), genuine(1, 1), purpose=m.Purpose.WALLET_ADDRESS)
     assert (inside.outcome, inside.user) == (m.Outcome.ACCEPT, "ann")
+
+
+# --- the probe floor -----------------------------------------------------------------------------
+
+
+def floored(tmp_path: Path, min_probe_sq: int, users: dict[str, int]) -> Bench:
+    """`provisioned`, with the lattice's probe floor set to `min_probe_sq`."""
+    from mcu_bench import provision
+
+    bench = Bench(tmp_path, Clock())
+    provision(bench.start(provisioning=True), min_probe_sq=min_probe_sq)
+    bench.admin()
+    for name, person in users.items():
+        bench.enrol(name, face(person))
+    bench.start()
+    assert bench.ask(m.Passcode(PASSCODE)) == m.PasscodeOk(False)
+    return bench
+
+
+def shrunk(vector, by: float):
+    """`vector` moved `by` units toward the origin (the public mean face)."""
+    import numpy as np
+
+    length = float(np.linalg.norm(vector))
+    return np.rint(vector * (length - by) / length).astype(int)
+
+
+def test_a_probe_shorter_than_the_floor_matches_nothing_but_is_counted(tmp_path: Path) -> None:
+    """ann's own face, and her face moved 100 units toward the mean face (inside her radius ~150, so it
+    unlocks on a chip without a floor), against a floor between the two lengths: her face unlocks, the
+    shorter probe (and her face halved) matches nothing, decodes nothing, and still spends a probe and
+    the attempt."""
+    import numpy as np
+
+    f = face(1)
+    near, half = shrunk(f, 100), np.rint(f / 2).astype(int)
+    assert int((f - near) @ (f - near)) < RADIUS_SQ
+    plain = floored(tmp_path / "plain", 0, {"ann": 1})
+    assert plain.attempt(near, near).outcome == m.Outcome.ACCEPT
+    floor = int(shrunk(f, 50) @ shrunk(f, 50))
+    assert int(half @ half) < int(near @ near) < floor < int(f @ f)
+    bench = floored(tmp_path / "floored", floor, {"ann": 1})
+    assert bench.mcu.state.min_probe_sq == floor
+    unlocked = bench.attempt(f, f)
+    assert (unlocked.outcome, unlocked.user) == (m.Outcome.ACCEPT, "ann")
+    assert bench.mcu.last_probe.decodes == 1
+    for short in (near, half):
+        assert isinstance(bench.open(), m.Session)
+        for left in (2, 1):
+            answer = bench.ask(m.Probe(vec(short)))
+            assert (outcome(answer), answer.probes_left) == (m.Outcome.PENDING, left)
+            assert bench.mcu.last_probe.decodes == 0
+        assert outcome(bench.ask(m.Probe(vec(short)))) == m.Outcome.REJECT
+        assert code(bench.ask(m.Probe(vec(f)))) == m.ErrorCode.NO_SESSION
+    assert status(bench).failures == 2
+    # A short probe spends one of the n probes, as a miss does: k = 2 of the 2 left still decide.
+    unlocked = bench.attempt(near, f, f)
+    assert (unlocked.outcome, unlocked.user) == (m.Outcome.ACCEPT, "ann")
+    assert bench.attempt(near, near, f).outcome == m.Outcome.REJECT
+
+
+@pytest.mark.parametrize("above, unlocks", [(0, True), (1, False)])
+def test_the_floor_is_strict_and_enrolment_ignores_it(tmp_path: Path, above: int, unlocks: bool) -> None:
+    """A probe exactly at the floor is decided as usual; one unit shorter matches nothing. Enrolment takes
+    the template whatever the floor (the floor is about probes a thief can make, not templates)."""
+    f = face(1)
+    bench = floored(tmp_path, int(f @ f) + above, {"ann": 1})
+    assert "ann" in bench.records
+    expected = m.Outcome.ACCEPT if unlocks else m.Outcome.REJECT
+    assert bench.attempt(f, f, f).outcome == expected

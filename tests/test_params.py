@@ -109,7 +109,8 @@ def test_device_points_share_the_device_lattice_and_differ_only_in_stranger_z():
     for op in device_points:
         p = get_parameter_set(op.parameter_set)
         assert p.stranger_z is not None and p.radius < DEVICE_BASE.radius
-        assert dataclasses.replace(p, name=DEVICE_BASE.name, stranger_z=None, radius=DEVICE_BASE.radius) == DEVICE_BASE
+        assert p.probe_floor > 0 and DEVICE_BASE.probe_floor == 0  # probes shorter than any face match nothing
+        assert dataclasses.replace(p, name=DEVICE_BASE.name, stranger_z=None, radius=DEVICE_BASE.radius, probe_floor=0.0) == DEVICE_BASE
     unlock, wallet = (get_parameter_set(DEFAULT_FOR_PURPOSE[k]) for k in ("unlock", "wallet"))
     assert wallet.stranger_z < unlock.stranger_z < 0  # the wallet is calibrated for a 10x lower FAR
     assert wallet.radius < unlock.radius

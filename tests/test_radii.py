@@ -100,3 +100,25 @@ def test_a_record_whose_radii_were_widened_on_flash_opens_for_no_one():
     gallery = recipe.Gallery({"ann": widened}, **RECIPE_OPTIONS)
     with gallery.attempt() as attempt:
         assert attempt.offer(template) == ()
+
+
+def test_a_probe_shorter_than_the_floor_matches_nothing():
+    """The mean face and faces pulled toward it are probes anyone can make; no real face is that short."""
+    from latticelock.kernels.l2fe import L2FEScheme
+    from latticelock.kernels.radii import min_probe_sq
+
+    template = person_centre(5)
+    record = recipe.enrol(template, PARAMETER_SET, label=b"ann", **RECIPE_OPTIONS)
+    gallery = recipe.Gallery({"ann": record}, **RECIPE_OPTIONS)
+    # Half the template and the rest outside the projection: the same direction at half the length,
+    # within the record's radius of it.
+    outside = np.random.default_rng(0).normal(size=template.shape)
+    outside -= PROJECTION.components.T.astype(np.float64) @ (PROJECTION.components.astype(np.float64) @ outside)
+    shrunk = 0.5 * template + np.sqrt(0.75) * outside / np.linalg.norm(outside)
+    e, short = (recipe.probe_vector(x, PARAMETER_SET, projection=PROJECTION) for x in (template, shrunk))
+    assert int(short @ short) < min_probe_sq(P) <= int(e @ e)
+    assert int(np.sum((e - short) ** 2)) <= int(record["radius_sq"][0])  # only the floor keeps it out
+    with gallery.attempt() as attempt:
+        assert [c.user for c in attempt.offer(template)] == ["ann"] and attempt.offer(shrunk) == ()
+    scheme = L2FEScheme(PARAMETER_SET, label=b"ann", **RECIPE_OPTIONS)
+    assert scheme.verify_many(record, shrunk[None, :]) == [None] and scheme.verify_many(record, template[None, :])[0] is not None

@@ -91,7 +91,7 @@ def test_a_wallet_attempt_holds_records_to_the_wallets_radius(gallery, monkeypat
 
     # A lattice whose wallet point is half the record's radius: a probe between the two unlocks, signs nothing.
     p = get_parameter_set(PARAMETER_SET)
-    wallet = params.L2FEParams(**{**p.__dict__, "name": "test-wallet", "radius": p.radius / 2})
+    wallet = params.L2FEParams(**{**p.__dict__, "name": "test-wallet", "radius": p.radius / 2, "probe_floor": 0.0})
     monkeypatch.setitem(params.PARAMETER_SETS, wallet.name, wallet)
     monkeypatch.setattr(params, "DEFAULT_FOR_PURPOSE", {"wallet": wallet.name}, raising=False)
     fresh = recipe.Gallery({"ann": recipe.enrol(person_centre(1), PARAMETER_SET, label=b"ann", **OPTIONS)}, **OPTIONS)

@@ -114,14 +114,16 @@ def scaled(params: "L2FEParams", projection: "Projection", x: np.ndarray) -> np.
     return preprocess(params, projection, x)
 
 
-def attempt_scores(templates: np.ndarray, probes: np.ndarray, attempts: np.ndarray, k: int) -> np.ndarray:
+def attempt_scores(templates: np.ndarray, probes: np.ndarray, attempts: np.ndarray, k: int, min_probe_sq: int = 0) -> np.ndarray:
     """float64[T, A]: the k-th smallest distance |e - e'| over each attempt's probes, per template.
 
     `templates` int64[T, m] and `probes` int64[P, m] are scaled vectors; `attempts` int[A, n] indexes
-    `probes`. A 1-user store accepts attempt a for template t iff the score is within the radius."""
+    `probes`. A 1-user store accepts attempt a for template t iff the score is within the radius. A probe
+    shorter than the set's floor (|e'|^2 < `min_probe_sq`) matches nothing: its distance is infinite."""
     t = templates.astype(np.float64)
     p = probes.astype(np.float64)
     sq = np.maximum((t * t).sum(1)[:, None] + (p * p).sum(1)[None, :] - 2.0 * t @ p.T, 0.0)
+    sq[:, np.sum(probes.astype(np.int64) ** 2, axis=1) < min_probe_sq] = np.inf
     per_frame = np.sqrt(sq)[:, attempts]  # [T, A, n]
     return np.partition(per_frame, k - 1, axis=2)[:, :, k - 1]
 

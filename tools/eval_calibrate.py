@@ -21,6 +21,7 @@ so the z for a target is read off the stranger z-scores of impostor attempts:
   photo, so their attempts are split by template: one photo, and several photos.
 - Each comparison's z-score uses the spread of the PCA it is scored with (its explained variances), as
   the device uses the shipped PCA's.
+- The probe floor: PROBE_FLOOR_FRACTION of the shortest public face; shorter probes match nothing.
 - The z: the largest (to 1e-4) that meets the target in both groups. The point's radius, the most any
   record may have (and the ceiling the microcontroller enforces), is the largest radius a public
   template gets at that z (rounded up to 0.1). A group with at least
@@ -84,6 +85,8 @@ class Calibration:
     probe: str
     impostor_attempts: int
     points: list[CalibratedPoint]
+    shortest_public_face: float  # |e| of the shortest public image (shipped PCA)
+    probe_floor: float  # PROBE_FLOOR_FRACTION of it: shorter probes match nothing
 
 
 def fold_scores(data: "EmbeddingsFile", people: "list[Identity]", templates: np.ndarray, folds: int, params: "L2FEParams",
@@ -95,6 +98,7 @@ def fold_scores(data: "EmbeddingsFile", people: "list[Identity]", templates: np.
     from tqdm import tqdm
 
     from latticelock.kernels.projection import fit_projection
+    from latticelock.kernels.radii import min_probe_sq
     from latticelock.tools.attempts import acceptance_scores, attempt_scores, probe_keys, probe_vectors, scaled, slices
 
     fold = rng.permutation(len(people)) % folds
@@ -114,7 +118,8 @@ def fold_scores(data: "EmbeddingsFile", people: "list[Identity]", templates: np.
                 index.append([keys.setdefault(key, len(keys)) for key in probe_keys(attempt, probe)])
         probes = scaled(params, pca, probe_vectors(data.embeddings, list(keys)))
         fold_templates = scaled(params, pca, templates[members])
-        scores = acceptance_scores(params, pca, fold_templates, attempt_scores(fold_templates, probes, np.array(index), k))
+        scores = acceptance_scores(params, pca, fold_templates,
+                                   attempt_scores(fold_templates, probes, np.array(index), k, min_probe_sq(params)))
         owner = np.array(owners)
         a, b = members[:, None], owner[None, :]
         keep = (a != b) & ((fold[a] != fold[b]) | (i == j))
@@ -125,6 +130,9 @@ def fold_scores(data: "EmbeddingsFile", people: "list[Identity]", templates: np.
 
 
 Z_STEP = 1e-4
+# The probe floor sits this far below the shortest public face: no real face is that short, while the
+# mean face and faces pulled toward it (probes anyone can make, near many templates) are.
+PROBE_FLOOR_FRACTION = 0.95
 
 
 def group_limit(scores: np.ndarray, target: float) -> float:
@@ -199,6 +207,7 @@ def calibrate(data: "EmbeddingsFile", public: frozenset[str], targets: list[floa
     groups = {"1 photo": scores[~averaged], "2+ photos": scores[averaged]}
     shipped = load_projection(DEVICE_BASE.projection)
     e = scaled(DEVICE_BASE, shipped, templates)
+    shortest = float(np.min(np.linalg.norm(scaled(DEVICE_BASE, shipped, data.embeddings[np.concatenate([p.rows for p in people])]), axis=1)))
     points = []
     for target in targets:
         point = z_for(groups, target)
@@ -208,7 +217,7 @@ def calibrate(data: "EmbeddingsFile", public: frozenset[str], targets: list[floa
     return Calibration(
         DEVICE_BASE.name, DEVICE_BASE.scale, len(people), int(sum(len(p.rows) for p in people)),
         dict(sorted(Counter(min(len(p.rows), frames) for p in people).items())), folds,
-        f"{policy.k}/{policy.n}", probe, len(scores), points,
+        f"{policy.k}/{policy.n}", probe, len(scores), points, shortest, math.floor(PROBE_FLOOR_FRACTION * shortest * 10) / 10,
     )
 
 
@@ -221,13 +230,15 @@ def format_calibration(c: Calibration) -> str:
         f"  {'target':>8} {'z':>8} {'radii (quartiles; cap)':>27} {'needed':>8}  {'templates':<10} {'accepts':>8} {'attempts':>9} "
         f"{'FAR':>9} {'upper95':>9}  certifies",
     ]
+    footer = (f"shortest public face |e| {c.shortest_public_face:.1f}; probe floor ({PROBE_FLOOR_FRACTION} of it) {c.probe_floor:.1f}: "
+              "shorter probes match nothing")
     for r in c.points:
         quartiles = "/".join(f"{q:.0f}" for q in r.radius_quartiles) + f"; {r.radius_cap:.1f}"
         for i, g in enumerate(r.groups):
             head = f"  {r.far_target:8.0e} {r.stranger_z:8.4f} {quartiles:>27} {r.attempts_needed:>8}" if i == 0 else " " * 56
             lines.append(f"{head}  {g.templates:<10} {g.false_accepts:>8} {g.impostor_attempts:>9} {g.far:9.2e} "
                          f"{g.far_upper95:9.2e}  {'yes' if g.certifies else 'no: too few attempts, none accepted'}")
-    return "\n".join(lines)
+    return "\n".join([*lines, footer])
 
 
 def _handler(args) -> int:

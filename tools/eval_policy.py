@@ -111,6 +111,7 @@ def distance_scores(pool: Pool, params: "L2FEParams", k: int, probe: str) -> tup
     """(genuine, impostor) attempt scores of 1-user stores under `params`, in the units its limit is
     (`tools.attempts.acceptance_scores`, `point_limit`)."""
     from latticelock.kernels.projection import load_projection
+    from latticelock.kernels.radii import min_probe_sq
 
     projection = load_projection(params.projection)
     keys: dict = {}
@@ -126,11 +127,12 @@ def distance_scores(pool: Pool, params: "L2FEParams", k: int, probe: str) -> tup
     templates = scaled(params, projection, np.stack([e.template for e in pool.enrolled]))
     names = np.array([e.name for e in pool.enrolled])
     owners = np.array([owner for owner, _ in impostor])
-    i_scores = acceptance_scores(params, projection, templates, attempt_scores(templates, probes, i_index, k))
+    floor = min_probe_sq(params)
+    i_scores = acceptance_scores(params, projection, templates, attempt_scores(templates, probes, i_index, k, floor))
     i_scores = i_scores[names[:, None] != owners[None, :]]
     g_scores = np.empty(0)
     if genuine:
-        g_all = acceptance_scores(params, projection, templates, attempt_scores(templates, probes, g_index, k))
+        g_all = acceptance_scores(params, projection, templates, attempt_scores(templates, probes, g_index, k, floor))
         g_scores = g_all[[t for t, _ in genuine], np.arange(len(genuine))]
     return g_scores, i_scores
 

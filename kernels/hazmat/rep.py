@@ -156,6 +156,13 @@ class L2FERep:
             raise RecordError(f"l2fe-hash record field {RADII_FIELD!r} must hold 0 < wallet <= own <= the set's radius squared")
         return min(int(radii[1] if wallet else radii[0]), own)
 
+    def long_enough(self, embeddings: np.ndarray) -> np.ndarray:
+        """bool[k]: which probes reach the set's floor (`L2FEParams.probe_floor`); shorter ones match nothing."""
+        from latticelock.kernels.radii import min_probe_sq
+
+        e = preprocess(self.params, self.projection, embeddings)
+        return np.sum(e * e, axis=1) >= min_probe_sq(self.params)
+
     def radii_agree(self, record: Record, vector: np.ndarray) -> bool:
         """Whether the radii a record stores are those of the template a decode found (e = c - v): a record
         whose radii were widened on flash, say to let the mean face in, opens for no one."""
