@@ -8,7 +8,7 @@ Gen (`enroll_derand(x, coins)`; `enroll` draws the coins from the OS CSPRNG):
     salt = coins[32:48]
     s    = uniform in Z_q^n, rejection-sampled from SHAKE-256(label || coins[48:80])
     c    = A s + e mod q
-    (verifier, key) = derive(s, salt, kdf, label)
+    (verifier, key) = derive(s, salt, kdf, label)   [label || the record's radii, where it has them]
     record = (parameter-set id, seed, c, salt, verifier)   -- nothing else: no embedding, no s, no e;
     a set with a `stranger_z` adds the record's own squared radii (unlock, wallet; `kernels.radii`).
 
@@ -43,6 +43,7 @@ from latticelock.kernels.hazmat.rep import (
     SEED_BYTES,
     RADII_FIELD,
     L2FERep,
+    bound_label,
     derive,
     preprocess,
     sample_secret,
@@ -76,10 +77,11 @@ class L2FEScheme(L2FERep, SchemeBase):
         s = sample_secret(secret_coins, p.n, p.q)
         A = expand_matrix(seed, p.m, p.n, p.q)
         c = np.mod(A @ s + e, p.q)
-        verifier, _ = derive(s, salt, self.kdf, self.label)
+        radii = np.array(record_radii_sq(p, self.projection, e), dtype=np.int64) if p.stranger_z is not None else None
+        verifier, _ = derive(s, salt, self.kdf, bound_label(self.label, radii))
         fields = {"seed": seed, "c": c.astype(np.uint32), "salt": salt, "verifier": verifier}
-        if p.stranger_z is not None:
-            fields[RADII_FIELD] = np.array(record_radii_sq(p, self.projection, e), dtype=np.int64)
+        if radii is not None:
+            fields[RADII_FIELD] = radii
         return Record(self.scheme_id, p.name, fields)
 
     def prepare(self, record: Record) -> ReducedBasis:
@@ -96,8 +98,6 @@ class L2FEScheme(L2FERep, SchemeBase):
         keys: list[bytes | None] = [None] * len(vectors)
         tested: dict[bytes, bytes | None] = {}
         for i in np.flatnonzero(found & solved):
-            if not self.radii_agree(record, vectors[i]):
-                continue
             label = secret_bytes(secrets_[i])
             if label not in tested:
                 tested[label] = self.check_secret(record, secrets_[i], self.label)
@@ -114,6 +114,6 @@ class L2FEScheme(L2FERep, SchemeBase):
         found &= self.long_enough(probe)[0]
         keys: list[bytes | None] = []
         for record, lattice, v, ok in zip(records, lattices, vectors, found):
-            s = lattice.solver.solve(v) if ok and self.radii_agree(record, v) else None
+            s = lattice.solver.solve(v) if ok else None
             keys.append(None if s is None else self.check_secret(record, s, self.label))
         return keys

@@ -24,8 +24,8 @@ exactly the radius, 1 at R^2 - 1000, none at R^2 - 3000). A record's radii are a
 template: with the two z values known they give |e| and one more quadratic statistic of it. In plain
 mode they are stored in the clear (the record gives the face back for one Argon2id anyway, `params`;
 they also let a thief skip that Argon2id for wrong candidates, and link one person's records); in
-hardened mode they sit in the chip's sealed record. A decode checks that the stored radii are those
-of the template it found (e = c - v), so radii widened on flash open the record for no one.
+hardened mode they sit in the chip's sealed record. In plain mode the radii are part of the verifier's
+KDF label (`hazmat.rep.bound_label`), so radii changed on flash open the record for no one.
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ class Attempt:
             ok &= np.tile(long_enough, len(entries))
             for row in np.flatnonzero(ok):
                 entry, probe = entries[row // len(probes)], row % len(probes)
-                s = entry.lattice.solver.solve(vectors[row]) if rep.radii_agree(entry.record, vectors[row]) else None
+                s = entry.lattice.solver.solve(vectors[row])
                 if s is not None:
                     found[probe].append(Candidate(entry.user, self._secret_id(entry, s)))
         return [tuple(c) for c in found]

@@ -261,6 +261,6 @@ PINNED_RECORDS = {
     "l2fe-facenet-m32": "d45b859895dfb344c4897d098dd82fa57291212b6c7cd874833e7fae5ea7585c",
     "l2fe-facenet-m48": "ea71e4b50611b9a7432c45353e625e44f17531a759505df13aa03720f1fe00a5",
     "l2fe-facenet-m64": "2d839e777f4a1aa707bf30d413b034c2c89cdc8e2c718050b44736b35addeca6",
-    "l2fe-device-far1e-4": "ff0f83114e2425fc9efe9f7cf9c5eebbc31404eaeb68666563ec118db5ce4624",
-    "l2fe-wallet-far1e-5": "6f819faff785d55df8df65576c37b245ed8c9c4d2f939dc90477a7a6dc169254",
+    "l2fe-device-far1e-4": "f4dad3069257e103aa94b2ba373ac58be0b71982c37343291e2317b2854df9ac",
+    "l2fe-wallet-far1e-5": "d9a524fbf9022b1521c1c849828f6cb2e3cfc0d8237e64b9189a7e0f021dda5f",
 }

@@ -84,22 +84,26 @@ def test_a_record_accepts_exactly_within_its_own_radius_for_each_purpose():
             assert bool(found[0]) == (r2 <= limit)
 
 
-def test_a_record_whose_radii_were_widened_on_flash_opens_for_no_one():
-    """The radii must be those of the template a decode finds: widened ones (say, to let the mean face in)
-    make the record useless rather than loose."""
+def test_a_record_whose_radii_were_changed_on_flash_opens_for_no_one():
+    """The radii are in the verifier's KDF label: widened ones (say, to let the mean face in) make the
+    record useless rather than loose. Radii above today's ceiling (an older calibration) are held to it."""
+    from latticelock.kernels.hazmat.rep import L2FERep
     from latticelock.kernels.l2fe import L2FEScheme
     from latticelock.kernels.record import Record
 
     scheme = L2FEScheme(PARAMETER_SET, label=b"ann", **RECIPE_OPTIONS)
     template = person_centre(4)
     record = scheme.enroll(template)
-    cap = math.floor(P.radius**2)
-    widened = Record(record.scheme_id, record.parameter_set, {**record.fields, "radius_sq": np.array([cap, cap], np.int64)})
+    own, wallet = (int(v) for v in record["radius_sq"])
+    widened = Record(record.scheme_id, record.parameter_set, {**record.fields, "radius_sq": np.array([own + 1, wallet], np.int64)})
     assert scheme.verify_many(record, template[None, :])[0] is not None
     assert scheme.verify_many(widened, template[None, :]) == [None]
-    gallery = recipe.Gallery({"ann": widened}, **RECIPE_OPTIONS)
-    with gallery.attempt() as attempt:
-        assert attempt.offer(template) == ()
+    with recipe.Gallery({"ann": widened}, **RECIPE_OPTIONS).attempt() as attempt:
+        assert all(attempt.confirm(c) is None for c in attempt.offer(template))
+    cap = math.floor(P.radius**2)
+    older = Record(record.scheme_id, record.parameter_set, {**record.fields, "radius_sq": np.array([cap + 5000, cap + 10], np.int64)})
+    rep = L2FERep(PARAMETER_SET, projection=PROJECTION)
+    assert (rep.record_radius_sq(older), rep.record_radius_sq(older, wallet=True)) == (cap, cap)
 
 
 def test_a_probe_shorter_than_the_floor_matches_nothing():

@@ -201,7 +201,9 @@ def calibrate(data: "EmbeddingsFile", public: frozenset[str], targets: list[floa
     if len(people) < folds:
         raise ToolsError(f"{data.path}: {len(people)} public identities cannot fill {folds} folds")
     templates = np.stack([make_template(data.embeddings[p.rows[:frames]]) for p in people])
-    # Any device point: they share the lattice, and each has a stranger z (the scores do not depend on its value).
+    # The unlock point: the device points share the lattice and the scores do not depend on z; its ceiling,
+    # the larger, caps every target's scores (for the wallet's smaller z its ceiling never binds on the
+    # public templates: it is the largest radius they get).
     scores, averaged = fold_scores(data, people, templates, folds, get_parameter_set(DEFAULT_FOR_PURPOSE["unlock"]), policy.k, policy.n, probe,
                                    np.random.default_rng(seed), progress)
     groups = {"1 photo": scores[~averaged], "2+ photos": scores[averaged]}

@@ -81,6 +81,15 @@ def derive(s: np.ndarray, salt: bytes, kdf: KdfCost, label: bytes = b"") -> tupl
     return hkdf(master, _info(INFO_VERIFIER, label)), hkdf(master, _info(INFO_KEY, label))
 
 
+def bound_label(label: bytes, radii: np.ndarray | None) -> bytes:
+    """The KDF label of a record: its context, and the record's own radii where it has them, so that radii
+    changed on flash (say, widened to let the mean face in) make its verifier fail: the record opens for
+    no one."""
+    if radii is None:
+        return bytes(label)
+    return bytes(label) + b"\x00radius_sq\x00" + np.asarray(radii, dtype="<i8").tobytes()
+
+
 def preprocess(params: L2FEParams, projection: Projection, embeddings: np.ndarray) -> np.ndarray:
     """e = round(scale * P(x)) as int64[k, m], x the L2-normalised embeddings."""
     return np.rint(params.scale * projection.project(as_embeddings(embeddings), params.m)).astype(np.int64)
@@ -152,8 +161,9 @@ class L2FERep:
             return own
         radii = record[RADII_FIELD]
         if not isinstance(radii, np.ndarray) or radii.dtype != np.dtype("<i8") or radii.shape != (2,) \
-                or not 0 < radii[1] <= radii[0] <= math.floor(self.params.radius**2):
-            raise RecordError(f"l2fe-hash record field {RADII_FIELD!r} must hold 0 < wallet <= own <= the set's radius squared")
+                or not 0 < radii[1] <= radii[0]:
+            raise RecordError(f"l2fe-hash record field {RADII_FIELD!r} must hold two squared radii, 0 < wallet <= own")
+        # A record enrolled under a looser ceiling keeps working, held to today's.
         return min(int(radii[1] if wallet else radii[0]), own)
 
     def long_enough(self, embeddings: np.ndarray) -> np.ndarray:
@@ -162,20 +172,6 @@ class L2FERep:
 
         e = preprocess(self.params, self.projection, embeddings)
         return np.sum(e * e, axis=1) >= min_probe_sq(self.params)
-
-    def radii_agree(self, record: Record, vector: np.ndarray) -> bool:
-        """Whether the radii a record stores are those of the template a decode found (e = c - v): a record
-        whose radii were widened on flash, say to let the mean face in, opens for no one."""
-        if self.params.stranger_z is None:
-            return True
-        from latticelock.kernels.radii import record_radii_sq
-
-        e = centred(record["c"].astype(np.int64) - np.rint(vector).astype(np.int64), self.params.q).astype(np.int64)
-        try:
-            expected = record_radii_sq(self.params, self.projection, e)
-        except SchemeError:
-            return False
-        return expected == tuple(int(v) for v in record[RADII_FIELD])
 
     def public_lattice(self, record: Record) -> PublicLattice:
         """Check a record against this parameter set and rebuild its public lattice."""
@@ -230,5 +226,6 @@ class L2FERep:
 
     def check_secret(self, record: Record, s: np.ndarray, label: bytes = b"") -> bytes | None:
         """The key if s is the record's secret under `label` (one KDF evaluation, constant-time comparison)."""
-        verifier, key = derive(s, record["salt"], self.kdf, label)
+        radii = record[RADII_FIELD] if self.params.stranger_z is not None else None
+        verifier, key = derive(s, record["salt"], self.kdf, bound_label(label, radii))
         return key if hmac.compare_digest(verifier, record["verifier"]) else None
