@@ -49,7 +49,7 @@ from latticelock.kernels.hazmat.rep import (
     sample_secret,
     secret_bytes,
 )
-from latticelock.kernels.radii import record_radii_sq
+from latticelock.kernels.radii import reaches_floor, record_radii_sq
 from latticelock.kernels.record import Record
 from latticelock.kernels.scheme import SchemeBase, as_embedding
 
@@ -91,9 +91,10 @@ class L2FEScheme(L2FERep, SchemeBase):
     # Rep
     def verify_many(self, record: Record, embeddings: np.ndarray) -> list[bytes | None]:
         lattice = self.public_lattice(record)
-        targets = self.targets(record, embeddings)
+        e = preprocess(self.params, self.projection, embeddings)
+        targets = self.targets_of(record, e)
         vectors, found = self.decode_within(lattice.basis, targets, np.full(len(targets), self.record_radius_sq(record)))
-        found &= self.long_enough(embeddings)
+        found &= reaches_floor(self.params, e)
         secrets_, solved = lattice.solver.solve_many(vectors)
         keys: list[bytes | None] = [None] * len(vectors)
         tested: dict[bytes, bytes | None] = {}
@@ -108,10 +109,10 @@ class L2FEScheme(L2FERep, SchemeBase):
         if not records:
             return []
         lattices = [self.public_lattice(r) for r in records]
-        probe = as_embedding(embedding)[None, :]
-        targets = np.concatenate([self.targets(r, probe) for r in records])
+        e = preprocess(self.params, self.projection, as_embedding(embedding)[None, :])
+        targets = np.concatenate([self.targets_of(r, e) for r in records])
         vectors, found = self.decode_within([lat.basis for lat in lattices], targets, [self.record_radius_sq(r) for r in records])
-        found &= self.long_enough(probe)[0]
+        found &= reaches_floor(self.params, e)[0]
         keys: list[bytes | None] = []
         for record, lattice, v, ok in zip(records, lattices, vectors, found):
             s = lattice.solver.solve(v) if ok else None

@@ -18,8 +18,8 @@ Why these numbers
 
 Operating points (`OPERATING_POINTS`, by purpose): the device's sets share the device lattice
 (`DEVICE_BASE`: q, m, n, projection, scale, decoder, BKZ block; the microcontroller decodes every user
-on one lattice) and differ only in `stranger_z`: each record gets its own radius from the spread of
-strangers around its template (`kernels.radii`), because one radius for every face let strangers in
+on one lattice) and differ in `stranger_z` and their radius ceiling: each record gets its own radius
+from the spread of strangers around its template (`kernels.radii`), at most the point's radius, because one radius for every face let strangers in
 unevenly (LFW's many-photo people took most false accepts). Each z is calibrated by `latticelock eval
 calibrate` for a per-attempt false-accept target of the decision the device makes (its averaged
 template, the default 2-of-3 policy, one enrolled user: a store of N users gives a stranger N

@@ -75,6 +75,12 @@ def min_probe_sq(params: L2FEParams) -> int:
     return math.ceil(params.probe_floor**2)
 
 
+def reaches_floor(params: L2FEParams, e: np.ndarray) -> np.ndarray:
+    """bool[k]: which probes e' (int64[k, m], scaled) are long enough to match anything under `params`."""
+    e = np.atleast_2d(np.asarray(e, dtype=np.int64))
+    return np.sum(e * e, axis=1) >= min_probe_sq(params)
+
+
 def wallet_point(params: L2FEParams) -> L2FEParams:
     """The wallet's operating point on `params`' lattice (`params` itself if the lattice has none)."""
     wallet = get_parameter_set(DEFAULT_FOR_PURPOSE["wallet"])
@@ -82,7 +88,7 @@ def wallet_point(params: L2FEParams) -> L2FEParams:
 
 
 def same_lattice(a: L2FEParams, b: L2FEParams) -> bool:
-    """Whether two sets can be matched on one device lattice (they differ in radius or z only)."""
+    """Whether two sets can be matched on one device lattice (they may differ in radius, z and floor only)."""
     return (a.q, a.m, a.n, a.scale, a.projection, a.bkz_block) == (b.q, b.m, b.n, b.scale, b.projection, b.bkz_block)
 
 

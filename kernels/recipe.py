@@ -173,10 +173,11 @@ class Attempt:
         for parameter_set, entries in self._gallery._groups.items():
             rep = self._reps[parameter_set]
             limits = [e.wallet_radius_sq if self._wallet else e.radius_sq for e in entries]
-            long_enough = rep.long_enough(probes)
+            e_probes = preprocess(rep.params, rep.projection, probes)
+            long_enough = radii.reaches_floor(rep.params, e_probes)
             if not any(limits) or not long_enough.any():
                 continue
-            targets = np.concatenate([rep.targets(e.record, probes) for e in entries])
+            targets = np.concatenate([rep.targets_of(e.record, e_probes) for e in entries])
             bases = [e.lattice.basis for e in entries for _ in range(len(probes))]
             vectors, ok = rep.decode_within(bases, targets, np.repeat(limits, len(probes)))
             ok &= np.tile(long_enough, len(entries))
@@ -232,8 +233,8 @@ class DeviceLattice:
     """The device's public lattice for the microcontroller: L(A) for A expanded from `seed`, its reduced
     integer basis and the float64 Gram-Schmidt data that guide (never decide) the microcontroller's search.
     `max_radius` is the largest radius of the parameter sets that share this lattice (the operating points
-    differ only in their stranger z, each record having its own radius), the most the chip will accept
-    for any record."""
+    share it and give each record its own radius up to theirs), the most the chip will accept for any
+    record."""
 
     parameter_set: str
     seed: bytes
@@ -266,7 +267,7 @@ def device_lattice(seed: bytes, parameter_set: str) -> DeviceLattice:
 
 
 def shares_lattice(parameter_set: str, other: str) -> bool:
-    """Whether two parameter sets can be matched on one device lattice (they differ in radius or z only)."""
+    """Whether two parameter sets can be matched on one device lattice (`kernels.radii.same_lattice`)."""
     return same_lattice(get_parameter_set(parameter_set), get_parameter_set(other))
 
 

@@ -114,16 +114,18 @@ def scaled(params: "L2FEParams", projection: "Projection", x: np.ndarray) -> np.
     return preprocess(params, projection, x)
 
 
-def attempt_scores(templates: np.ndarray, probes: np.ndarray, attempts: np.ndarray, k: int, min_probe_sq: int = 0) -> np.ndarray:
+def attempt_scores(templates: np.ndarray, probes: np.ndarray, attempts: np.ndarray, k: int,
+                   usable: np.ndarray | None = None) -> np.ndarray:
     """float64[T, A]: the k-th smallest distance |e - e'| over each attempt's probes, per template.
 
     `templates` int64[T, m] and `probes` int64[P, m] are scaled vectors; `attempts` int[A, n] indexes
     `probes`. A 1-user store accepts attempt a for template t iff the score is within the radius. A probe
-    shorter than the set's floor (|e'|^2 < `min_probe_sq`) matches nothing: its distance is infinite."""
+    not `usable` (bool[P]; below a set's floor) matches nothing: its distance is infinite."""
     t = templates.astype(np.float64)
     p = probes.astype(np.float64)
     sq = np.maximum((t * t).sum(1)[:, None] + (p * p).sum(1)[None, :] - 2.0 * t @ p.T, 0.0)
-    sq[:, np.sum(probes.astype(np.int64) ** 2, axis=1) < min_probe_sq] = np.inf
+    if usable is not None:
+        sq[:, ~usable] = np.inf
     per_frame = np.sqrt(sq)[:, attempts]  # [T, A, n]
     return np.partition(per_frame, k - 1, axis=2)[:, :, k - 1]
 
@@ -141,6 +143,16 @@ def acceptance_scores(params: "L2FEParams", projection: "Projection", templates:
     squared = np.rint(np.asarray(scores, dtype=np.float64) ** 2)
     within = squared <= radius_sq_cap(params, templates)[:, None]
     return np.where(within, (squared - mean[:, None]) / sd[:, None], np.inf)
+
+
+def point_scores(params: "L2FEParams", projection: "Projection", templates: np.ndarray, probes: np.ndarray,
+                 attempts: np.ndarray, k: int) -> np.ndarray:
+    """`attempt_scores` as `params` decides them: probes below its floor match nothing, and the scores are
+    in the units of its limit (`acceptance_scores`, `point_limit`)."""
+    from latticelock.kernels.radii import reaches_floor
+
+    scores = attempt_scores(templates, probes, attempts, k, reaches_floor(params, probes))
+    return acceptance_scores(params, projection, templates, scores)
 
 
 def point_limit(params: "L2FEParams") -> float:

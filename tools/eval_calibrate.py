@@ -1,7 +1,7 @@
 """`latticelock eval calibrate`: the device's stranger z for per-attempt false-accept targets, from public faces only.
 
 The operating points of `kernels.params` share the device lattice of `l2fe-facenet-m64` (one lattice
-for every user on the microcontroller) and differ only in their `stranger_z`: each record's radius is
+for every user on the microcontroller) and differ in their `stranger_z` (and the ceiling it gives): each record's radius is
 where a stranger's squared distance to its template lies z standard deviations below its mean
 (`kernels.radii`). Acceptance is exactly |e - e'| <= that radius (`tools.attempts`, the distance model),
 so the z for a target is read off the stranger z-scores of impostor attempts:
@@ -91,15 +91,14 @@ class Calibration:
 
 def fold_scores(data: "EmbeddingsFile", people: "list[Identity]", templates: np.ndarray, folds: int, params: "L2FEParams",
                 k: int, n: int, probe: str, rng: np.random.Generator, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Impostor attempts' stranger z-scores (`tools.attempts.acceptance_scores`), each from a PCA fitted
+    """Impostor attempts' stranger z-scores (`tools.attempts.point_scores`), each from a PCA fitted
     without the folds of both faces it compares, and whether each attempt's template averages several photos."""
     from itertools import combinations_with_replacement
 
     from tqdm import tqdm
 
     from latticelock.kernels.projection import fit_projection
-    from latticelock.kernels.radii import min_probe_sq
-    from latticelock.tools.attempts import acceptance_scores, attempt_scores, probe_keys, probe_vectors, scaled, slices
+    from latticelock.tools.attempts import point_scores, probe_keys, probe_vectors, scaled, slices
 
     fold = rng.permutation(len(people)) % folds
     single = np.array([len(p.rows) == 1 for p in people])
@@ -118,8 +117,7 @@ def fold_scores(data: "EmbeddingsFile", people: "list[Identity]", templates: np.
                 index.append([keys.setdefault(key, len(keys)) for key in probe_keys(attempt, probe)])
         probes = scaled(params, pca, probe_vectors(data.embeddings, list(keys)))
         fold_templates = scaled(params, pca, templates[members])
-        scores = acceptance_scores(params, pca, fold_templates,
-                                   attempt_scores(fold_templates, probes, np.array(index), k, min_probe_sq(params)))
+        scores = point_scores(params, pca, fold_templates, probes, np.array(index), k)
         owner = np.array(owners)
         a, b = members[:, None], owner[None, :]
         keep = (a != b) & ((fold[a] != fold[b]) | (i == j))

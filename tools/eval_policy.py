@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from latticelock.tools.attempts import (Enrolled, acceptance_scores, attempt_scores, enrol_identities, identities, point_limit,
-                                       probe_keys, probe_vectors, scaled, slices)
+from latticelock.tools.attempts import (Enrolled, enrol_identities, identities, point_limit, point_scores, probe_keys,
+                                       probe_vectors, scaled, slices)
 from latticelock.tools.errors import ToolsError
 from latticelock.tools.policy_sim import Pool, simulate
 from latticelock.tools.rates import Rate
@@ -109,9 +109,8 @@ def cross_pool(people: Pool, templates: Pool) -> Pool:
 
 def distance_scores(pool: Pool, params: "L2FEParams", k: int, probe: str) -> tuple[np.ndarray, np.ndarray]:
     """(genuine, impostor) attempt scores of 1-user stores under `params`, in the units its limit is
-    (`tools.attempts.acceptance_scores`, `point_limit`)."""
+    (`tools.attempts.point_scores`, `point_limit`)."""
     from latticelock.kernels.projection import load_projection
-    from latticelock.kernels.radii import min_probe_sq
 
     projection = load_projection(params.projection)
     keys: dict = {}
@@ -127,13 +126,10 @@ def distance_scores(pool: Pool, params: "L2FEParams", k: int, probe: str) -> tup
     templates = scaled(params, projection, np.stack([e.template for e in pool.enrolled]))
     names = np.array([e.name for e in pool.enrolled])
     owners = np.array([owner for owner, _ in impostor])
-    floor = min_probe_sq(params)
-    i_scores = acceptance_scores(params, projection, templates, attempt_scores(templates, probes, i_index, k, floor))
-    i_scores = i_scores[names[:, None] != owners[None, :]]
+    i_scores = point_scores(params, projection, templates, probes, i_index, k)[names[:, None] != owners[None, :]]
     g_scores = np.empty(0)
     if genuine:
-        g_all = acceptance_scores(params, projection, templates, attempt_scores(templates, probes, g_index, k, floor))
-        g_scores = g_all[[t for t, _ in genuine], np.arange(len(genuine))]
+        g_scores = point_scores(params, projection, templates, probes, g_index, k)[[t for t, _ in genuine], np.arange(len(genuine))]
     return g_scores, i_scores
 
 

@@ -166,13 +166,6 @@ class L2FERep:
         # A record enrolled under a looser ceiling keeps working, held to today's.
         return min(int(radii[1] if wallet else radii[0]), own)
 
-    def long_enough(self, embeddings: np.ndarray) -> np.ndarray:
-        """bool[k]: which probes reach the set's floor (`L2FEParams.probe_floor`); shorter ones match nothing."""
-        from latticelock.kernels.radii import min_probe_sq
-
-        e = preprocess(self.params, self.projection, embeddings)
-        return np.sum(e * e, axis=1) >= min_probe_sq(self.params)
-
     def public_lattice(self, record: Record) -> PublicLattice:
         """Check a record against this parameter set and rebuild its public lattice."""
         p = self.params
@@ -189,8 +182,11 @@ class L2FERep:
 
     def targets(self, record: Record, embeddings: np.ndarray) -> np.ndarray:
         """The decoding targets c - e' (centred mod q) for candidate embeddings, float64[k, m]."""
-        c = record["c"].astype(np.int64)
-        return centred(c - preprocess(self.params, self.projection, embeddings), self.params.q)
+        return self.targets_of(record, preprocess(self.params, self.projection, embeddings))
+
+    def targets_of(self, record: Record, e: np.ndarray) -> np.ndarray:
+        """`targets` from probes already preprocessed (int64[k, m]): one projection serves every record."""
+        return centred(record["c"].astype(np.int64) - e, self.params.q)
 
     def decode(self, bases: ReducedBasis | list[ReducedBasis], targets: np.ndarray,
                radius: float | None = None) -> tuple[np.ndarray, np.ndarray]:
